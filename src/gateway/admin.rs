@@ -1,0 +1,217 @@
+//! The admin listener (default 127.0.0.1:9090): Prometheus `/metrics`,
+//! `/healthz`, and the token-protected session API under `/admin/`:
+//!
+//! - `GET    /admin/users/{sub}/sessions`  list a user's sessions
+//! - `DELETE /admin/users/{sub}/sessions`  revoke them all (every replica)
+//! - `DELETE /admin/sessions/{key}`        revoke one session by its key
+//! - `POST   /admin/sessions`              mint a session for a principal
+//!   (only with `allow_impersonation = true`; logged at warn)
+//!
+//! Routing and handling are pure (`route`); the pingora `ServeHttp` impl
+//! only reads the request and writes the response.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, Response};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use super::local::LocalResponse;
+use super::App;
+use crate::identity::Principal;
+use crate::session::{cookie, SessionKey};
+
+pub struct Admin {
+    app: Arc<App>,
+}
+
+impl Admin {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+/// Handles one admin request. `auth` is the `Authorization` header value.
+pub async fn route(
+    app: &App,
+    method: &Method,
+    path: &str,
+    auth: Option<&http::HeaderValue>,
+    body: &[u8],
+) -> LocalResponse {
+    match (method, path) {
+        (&Method::GET, "/metrics") => LocalResponse::new(
+            200,
+            "text/plain; version=0.0.4",
+            crate::telemetry::render_metrics(),
+        ),
+        (&Method::GET, "/healthz") => LocalResponse::json(200, &json!({"status": "ok"})),
+        (_, p) if p.starts_with("/admin/") => {
+            let Some(hash) = &app.admin_token else {
+                return LocalResponse::json(
+                    404,
+                    &json!({"error": "admin API disabled: set admin.token_hash"}),
+                );
+            };
+            match crate::secret::bearer_token(auth) {
+                Some(t) if hash.verify(t) => {}
+                _ => {
+                    return LocalResponse::json(401, &json!({"error": "unauthorized"})).with_header(
+                        http::header::WWW_AUTHENTICATE,
+                        "Bearer realm=\"portcullis-admin\"",
+                    )
+                }
+            }
+            admin_api(app, method, &p["/admin".len()..], body).await
+        }
+        _ => LocalResponse::json(404, &json!({"error": "not_found"})),
+    }
+}
+
+async fn admin_api(app: &App, method: &Method, path: &str, body: &[u8]) -> LocalResponse {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let store_error = |e: crate::session::SessionError| {
+        tracing::error!(error = %e, "admin API: session store error");
+        LocalResponse::json(503, &json!({"error": "store_unavailable"}))
+            .with_header(http::header::RETRY_AFTER, "5")
+    };
+    match (method, segs.as_slice()) {
+        (&Method::GET, ["users", sub, "sessions"]) => {
+            let sub = decode(sub);
+            match app.sessions.list_user(&sub).await {
+                Ok(list) => {
+                    let items: Vec<_> = list
+                        .iter()
+                        .map(|(k, r)| {
+                            json!({"key": k.0, "sid": k.sid(), "created_ms": r.created_ms,
+                                   "last_seen_ms": r.last_seen_ms, "expires_ms": r.expires_ms, "via": r.via})
+                        })
+                        .collect();
+                    LocalResponse::json(200, &json!({"sub": sub, "sessions": items}))
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        (&Method::DELETE, ["users", sub, "sessions"]) => {
+            let sub = decode(sub);
+            match app.sessions.revoke_user(&sub).await {
+                Ok(n) => {
+                    tracing::info!(%sub, revoked = n, "admin revoked all sessions of user");
+                    LocalResponse::json(200, &json!({"sub": sub, "revoked": n}))
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        (&Method::DELETE, ["sessions", key]) => {
+            if !SessionKey::is_well_formed(key) {
+                return LocalResponse::json(
+                    400,
+                    &json!({"error": "session key must be 64 lowercase hex digits"}),
+                );
+            }
+            match app.sessions.revoke(&SessionKey(key.to_string())).await {
+                Ok(true) => LocalResponse::json(200, &json!({"revoked": 1})),
+                Ok(false) => LocalResponse::json(404, &json!({"error": "no such session"})),
+                Err(e) => store_error(e),
+            }
+        }
+        (&Method::POST, ["sessions"]) => {
+            if !app.cfg.admin.allow_impersonation {
+                return LocalResponse::json(
+                    403,
+                    &json!({"error": "impersonation disabled: set admin.allow_impersonation"}),
+                );
+            }
+            let principal: Principal = match serde_json::from_slice(body) {
+                Ok(p) => p,
+                Err(e) => {
+                    return LocalResponse::json(
+                        400,
+                        &json!({"error": format!("invalid principal: {e}")}),
+                    )
+                }
+            };
+            if principal.sub.trim().is_empty() {
+                return LocalResponse::json(
+                    400,
+                    &json!({"error": "principal.sub must not be empty"}),
+                );
+            }
+            match app.sessions.create(principal.clone(), "admin", None).await {
+                Ok((id, live)) => {
+                    tracing::warn!(sub = %principal.sub, sid = live.key.sid(), "admin minted a session (impersonation)");
+                    let settings = app.sessions.settings();
+                    LocalResponse::json(
+                        201,
+                        &json!({
+                            "key": live.key.0, "sid": live.key.sid(),
+                            "cookie_name": settings.cookie_name, "cookie_value": id.as_str(),
+                            "set_cookie": cookie::set_cookie(settings, &id),
+                            "expires_ms": live.record.expires_ms,
+                        }),
+                    )
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        _ => LocalResponse::json(404, &json!({"error": "not_found"})),
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let limit = self.app.cfg.server.max_body_bytes;
+        let mut body = Vec::new();
+        let mut too_large = false;
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        too_large = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        let req = session.req_header();
+        let resp = if too_large {
+            super::local::too_large(limit)
+        } else {
+            route(
+                &self.app,
+                &req.method,
+                req.uri.path(),
+                req.headers.get(http::header::AUTHORIZATION),
+                &body,
+            )
+            .await
+        };
+        to_http(resp)
+    }
+}
+
+fn to_http(resp: LocalResponse) -> Response<Vec<u8>> {
+    let mut b = Response::builder().status(resp.status);
+    for (n, v) in &resp.headers {
+        b = b.header(n, v.as_str());
+    }
+    b = b.header(http::header::CONTENT_LENGTH, resp.body.len());
+    b.body(Bytes::from(resp.body).to_vec()).unwrap_or_else(|_| {
+        let mut r = Response::new(b"internal error".to_vec());
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}

@@ -1,0 +1,278 @@
+//! `gateway` is the pingora adapter: it owns the listeners, the process
+//! lifecycle and the request path (route, authenticate, authorize, rewrite
+//! headers, forward). Everything it decides is delegated to the pure cores
+//! (`policy`, `session`, `identity`, the local endpoint handlers in
+//! `local`); this module only moves values between them and the wire.
+
+pub mod admin;
+pub mod local;
+pub mod pages;
+pub mod proxy;
+pub mod tls;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::identity::keys::Keyset;
+use crate::identity::Minter;
+use crate::policy::Policy;
+use crate::session::{SessionSettings, Sessions};
+use crate::store::Backend;
+
+/// Inbound headers with this prefix never reach the app.
+pub const RESERVED_HEADER_PREFIX: &str = "x-portcullis-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("identity keys: {0}")]
+    Keys(#[from] crate::identity::keys::KeyError),
+    #[error("identity: {0}")]
+    Mint(#[from] crate::identity::MintError),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// Where and how requests are forwarded.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    /// `host[:port]` as the app expects it when Host is not preserved.
+    pub authority: String,
+}
+
+impl Upstream {
+    fn from_config(cfg: &Config) -> Self {
+        let u = &cfg.upstream.url.0;
+        let tls = u.scheme() == "https";
+        let host = u
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = u
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let authority = match u.port() {
+            Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+            None => u.host_str().unwrap_or_default().to_string(),
+        };
+        Self {
+            host,
+            port,
+            tls,
+            authority,
+        }
+    }
+
+    /// Resolves the upstream host (IP literals without a lookup).
+    pub async fn resolve(&self) -> std::io::Result<SocketAddr> {
+        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .next()
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "upstream host has no address")
+            })
+    }
+}
+
+/// Everything the request path needs, built once at start.
+pub struct App {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn Backend>,
+    pub sessions: Arc<Sessions>,
+    pub minter: Minter,
+    pub policy: Policy,
+    pub upstream: Upstream,
+    /// Exact inbound header names to remove (configured + our own).
+    pub strip: HashSet<HeaderName>,
+    pub prefix: String,
+    pub admin_token: Option<crate::secret::TokenHash>,
+}
+
+impl App {
+    /// Builds the application state. Must run on a long-lived tokio runtime:
+    /// backend connections spawn their drivers on it.
+    pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            return Err(crate::config::ConfigError(problems).into());
+        }
+        let keys = Arc::new(Keyset::load(&cfg.identity)?);
+        let store = crate::store::open(&cfg.store).await?;
+        Self::with_parts(cfg, store, keys)
+    }
+
+    /// Builds from already opened parts (tests share a store this way).
+    pub fn with_parts(
+        cfg: Config,
+        store: Arc<dyn Backend>,
+        keys: Arc<Keyset>,
+    ) -> Result<Arc<Self>, StartError> {
+        let minter = Minter::new(&cfg, keys)?;
+        let policy = Policy::compile(&cfg.policy)?;
+        let mut strip: HashSet<HeaderName> = minter.header_names().into_iter().collect();
+        for h in &cfg.identity.strip_headers {
+            if let Ok(n) = HeaderName::from_bytes(h.as_bytes()) {
+                strip.insert(n);
+            }
+        }
+        let session_store: Arc<dyn crate::session::SessionStore> = store.clone();
+        let sessions = Sessions::new(session_store, SessionSettings::from_config(&cfg));
+        let admin_token = cfg
+            .admin
+            .token_hash
+            .as_deref()
+            .and_then(|h| crate::secret::TokenHash::parse(h).ok());
+        Ok(Arc::new(Self {
+            upstream: Upstream::from_config(&cfg),
+            prefix: cfg.server.reserved_prefix.clone(),
+            cfg: Arc::new(cfg),
+            store,
+            sessions,
+            minter,
+            policy,
+            strip,
+            admin_token,
+        }))
+    }
+
+    /// True if `path` (normalized) is one of the gateway's own endpoints.
+    pub fn is_local(&self, path: &str) -> bool {
+        path == self.prefix
+            || (path.starts_with(&self.prefix)
+                && path.as_bytes().get(self.prefix.len()) == Some(&b'/'))
+    }
+
+    /// Should this inbound header be removed before forwarding?
+    pub fn must_strip(&self, name: &HeaderName) -> bool {
+        name.as_str().starts_with(RESERVED_HEADER_PREFIX) || self.strip.contains(name)
+    }
+}
+
+fn runtime_dir(cfg: &Config) -> PathBuf {
+    cfg.server.runtime_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("portcullis-{}", cfg.server.listen.0.port()))
+    })
+}
+
+/// Runs the gateway until a signal stops it. Never returns.
+pub fn run(cfg: Config) -> Result<(), StartError> {
+    // pingora's listener installs ring as well; doing it first means any
+    // rustls client created before that (Redis over TLS) finds a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    // State lives on its own runtime: pingora's service runtimes must not be
+    // nested in another, and backend connection drivers need one that
+    // outlives every request.
+    let state_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("portcullis-state")
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    let app = state_rt.block_on(App::build(cfg))?;
+    spawn_maintenance(&state_rt, app.clone());
+
+    let cfg = app.cfg.clone();
+    let rt_dir = runtime_dir(&cfg);
+    std::fs::create_dir_all(&rt_dir)
+        .map_err(|e| StartError::Runtime(format!("{}: {e}", rt_dir.display())))?;
+    let threads = if cfg.server.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        cfg.server.threads
+    };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(cfg.server.grace_period.get().as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        pid_file: rt_dir.join("portcullis.pid").display().to_string(),
+        upgrade_sock: rt_dir.join("upgrade.sock").display().to_string(),
+        upstream_keepalive_pool_size: 128,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut options = HttpServerOptions::default();
+    options.h2c = cfg.server.tls.is_none() && cfg.server.http2_cleartext;
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, proxy::Proxy::new(app.clone()))
+        .name("portcullis")
+        .server_options(options)
+        .build();
+    let listen = cfg.server.listen.to_string();
+    match &cfg.server.tls {
+        Some(t) => {
+            let ck = tls::load_certified_key(&t.cert, &t.key)?;
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| StartError::Runtime(format!("tls settings: {e}")))?;
+            settings.set_cert_resolver(Arc::new(tls::SingleCert(ck)));
+            settings.enable_h2();
+            proxy.add_tls_with_settings(&listen, None, settings);
+        }
+        None => proxy.add_tcp(&listen),
+    }
+    server.add_service(proxy);
+
+    if cfg.admin.enabled {
+        let mut admin = pingora::services::listening::Service::new(
+            "portcullis-admin".into(),
+            admin::Admin::new(app.clone()),
+        );
+        admin.add_tcp(&cfg.admin.listen.to_string());
+        server.add_service(admin);
+    }
+
+    tracing::info!(
+        listen = %cfg.server.listen,
+        public_url = %cfg.server.public_url.as_str(),
+        upstream = %cfg.upstream.url.as_str(),
+        store = app.store.kind(),
+        kid = app.minter.keys().signer().kid(),
+        "portcullis started"
+    );
+    // Keep the state runtime alive for the life of the process.
+    let _state_rt = state_rt;
+    server.run_forever()
+}
+
+/// Background upkeep on the state runtime: expired-session sweeps.
+fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match app.sessions.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "expired sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,425 @@
+//! The pingora `ProxyHttp` implementation: a thin adapter that reads the
+//! request, asks the cores what to do, and writes or forwards. The phases in
+//! order: `request_filter` (normalize, session, local endpoints, policy),
+//! `upstream_peer`, `upstream_request_filter` (strip spoofable headers, add
+//! identity and X-Forwarded-*), `fail_to_proxy` (branded 502/504).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::header::{COOKIE, HOST};
+use http::HeaderName;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use super::local::{self, LocalRequest, LocalResponse};
+use super::{pages, App};
+use crate::identity::Minted;
+use crate::policy::{normalize_path, Decision, Policy};
+use crate::session::{cookie, now_ms, LiveSession};
+use crate::telemetry;
+
+pub struct Proxy {
+    app: Arc<App>,
+}
+
+impl Proxy {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    started: Instant,
+    session: Option<Arc<LiveSession>>,
+    /// Normalized path + query when it differs from what the client sent.
+    rewrite: Option<String>,
+    tls: bool,
+    client_ip: Option<IpAddr>,
+    outcome: &'static str,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static SPOOFABLE_FORWARDING: [HeaderName; 4] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
+
+/// Writes a complete local response.
+async fn write_local(session: &mut Session, resp: LocalResponse) -> Result<bool> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let mut h = ResponseHeader::build(resp.status, Some(resp.headers.len() + 1))?;
+    for (name, value) in resp.headers {
+        h.append_header(name, value)?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, resp.body.len().to_string())?;
+    let no_body = head_only || resp.body.is_empty();
+    session.write_response_header(Box::new(h), no_body).await?;
+    if !no_body {
+        session.write_response_body(Some(resp.body), true).await?;
+    }
+    Ok(true)
+}
+
+/// Reads the request body up to `limit` bytes; `None` if it is larger.
+async fn read_body_capped(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if buf.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+impl Proxy {
+    /// The identity headers for a session, minted at most once per JWT lifetime.
+    fn identity_headers(&self, live: &LiveSession) -> Result<Arc<Minted>> {
+        let now = now_ms();
+        let mut slot = live.minted.lock();
+        if let Some(m) = slot.as_ref() {
+            if now < m.refresh_after_ms {
+                return Ok(m.clone());
+            }
+        }
+        let minted = self
+            .app
+            .minter
+            .mint(live.principal(), live.key.sid(), now)
+            .map_err(|e| Error::because(InternalError, "minting identity JWT", e))?;
+        let minted = Arc::new(minted);
+        *slot = Some(minted.clone());
+        telemetry::JWT_MINTED.inc();
+        Ok(minted)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            session: None,
+            rewrite: None,
+            tls: false,
+            client_ip: None,
+            outcome: "proxied",
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let app = &self.app;
+        ctx.tls = session
+            .digest()
+            .map(|d| d.ssl_digest.is_some())
+            .unwrap_or(false);
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+
+        let req = session.req_header();
+        let method = req.method.clone();
+        let raw_path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
+
+        let norm = match normalize_path(&raw_path) {
+            Ok(n) => n,
+            Err(e) => {
+                let reference = pages::reference_id();
+                tracing::info!(reference, path = %raw_path, reason = %e, "refused unnormalizable path");
+                ctx.outcome = "bad_path";
+                let resp = local::bad_request(
+                    &req.headers,
+                    &format!("The request path is not acceptable: {e}."),
+                    &reference,
+                );
+                return write_local(session, resp).await;
+            }
+        };
+
+        let settings = app.sessions.settings();
+        let sid = cookie::find_session_id(
+            req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
+            &settings.cookie_name,
+        );
+        let live = match &sid {
+            Some(id) => match app.sessions.lookup(id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let reference = pages::reference_id();
+                    tracing::error!(reference, error = %e, "session store unavailable; refusing request");
+                    ctx.outcome = "store_unavailable";
+                    let resp = local::unavailable(&session.req_header().headers, &reference);
+                    return write_local(session, resp).await;
+                }
+            },
+            None => None,
+        };
+
+        if app.is_local(&norm.matched) {
+            ctx.outcome = "local";
+            let has_body = !matches!(
+                method,
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            );
+            let body = if has_body {
+                match read_body_capped(session, app.cfg.server.max_body_bytes).await? {
+                    Some(b) => b,
+                    None => {
+                        return write_local(
+                            session,
+                            local::too_large(app.cfg.server.max_body_bytes),
+                        )
+                        .await
+                    }
+                }
+            } else {
+                Bytes::new()
+            };
+            let req = LocalRequest {
+                method,
+                path: norm.matched,
+                query,
+                headers: session.req_header().headers.clone(),
+                body,
+                session_id: sid,
+                session: live,
+            };
+            let resp = local::handle(app, req).await;
+            return write_local(session, resp).await;
+        }
+
+        let access = app.policy.access(&method, &norm.matched);
+        let target = match &query {
+            Some(q) => format!("{}?{q}", norm.forward),
+            None => norm.forward.clone(),
+        };
+        match Policy::decide(access, live.as_ref().map(|s| s.principal())) {
+            Decision::Allow => {
+                if norm.forward != raw_path {
+                    ctx.rewrite = Some(target);
+                }
+                ctx.session = live;
+                Ok(false)
+            }
+            Decision::NeedLogin => {
+                ctx.outcome = "unauthenticated";
+                let resp =
+                    local::unauthenticated(app, &session.req_header().headers, &method, &target);
+                write_local(session, resp).await
+            }
+            Decision::Forbidden => {
+                let reference = pages::reference_id();
+                let sub = live
+                    .as_ref()
+                    .map(|s| s.principal().sub.clone())
+                    .unwrap_or_default();
+                tracing::info!(reference, %sub, path = %norm.matched, "access denied by policy");
+                ctx.outcome = "forbidden";
+                let resp = local::forbidden(&session.req_header().headers, &reference);
+                write_local(session, resp).await
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let up = &self.app.upstream;
+        let cfg = &self.app.cfg.upstream;
+        let addr = up
+            .resolve()
+            .await
+            .map_err(|e| Error::because(ConnectNoRoute, "resolving upstream", e))?;
+        let mut peer = HttpPeer::new(addr, up.tls, up.host.clone());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(cfg.connect_timeout.get());
+        o.total_connection_timeout = Some(cfg.connect_timeout.get() * 2);
+        o.read_timeout = Some(cfg.read_timeout.get());
+        o.write_timeout = Some(cfg.write_timeout.get());
+        o.idle_timeout = Some(cfg.idle_timeout.get());
+        o.verify_cert = cfg.tls_verify;
+        o.verify_hostname = cfg.tls_verify;
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let app = &self.app;
+        // 1. Nothing the client sent may pose as identity.
+        let spoofed: Vec<HeaderName> = req
+            .headers
+            .keys()
+            .filter(|n| app.must_strip(n))
+            .cloned()
+            .collect();
+        for name in &spoofed {
+            req.remove_header(name);
+        }
+        // 2. The session cookie is a credential for the gateway, not the app.
+        let cookies: Vec<u8> = req
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]);
+        if !cookies.is_empty() {
+            req.remove_header(&COOKIE);
+            if let Some(rest) =
+                cookie::strip_session_cookie(&cookies, &app.sessions.settings().cookie_name)
+            {
+                req.insert_header(COOKIE, rest)?;
+            }
+        }
+        // 3. Forwarding headers, from what this hop saw.
+        let trust = app.cfg.server.trust_forwarded_headers;
+        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let xff = match req
+            .headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if trust && !prev.is_empty() => format!("{prev}, {client}"),
+            _ => client,
+        };
+        let host = req
+            .headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
+        if !trust {
+            req.remove_header(&X_FORWARDED_PROTO);
+            req.remove_header(&X_FORWARDED_HOST);
+            for h in &SPOOFABLE_FORWARDING {
+                req.remove_header(h);
+            }
+        }
+        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+        if req.headers.get(&X_FORWARDED_PROTO).is_none() {
+            req.insert_header(
+                X_FORWARDED_PROTO.clone(),
+                if ctx.tls { "https" } else { "http" },
+            )?;
+        }
+        if req.headers.get(&X_FORWARDED_HOST).is_none() {
+            if let Some(h) = &host {
+                req.insert_header(X_FORWARDED_HOST.clone(), h.as_str())?;
+            }
+        }
+        if !app.cfg.upstream.preserve_host {
+            req.insert_header(HOST, app.upstream.authority.as_str())?;
+        }
+        // 4. The path the policy judged is the path the app gets.
+        if let Some(target) = ctx.rewrite.take() {
+            let uri = http::Uri::builder()
+                .path_and_query(target)
+                .build()
+                .map_err(|e| Error::because(InternalError, "rewriting path", e))?;
+            req.set_uri(uri);
+        }
+        // 5. Identity.
+        if let Some(live) = &ctx.session {
+            let minted = self.identity_headers(live)?;
+            for (name, value) in &minted.headers {
+                req.insert_header(name.clone(), value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Ctx,
+    ) -> FailToProxy {
+        use pingora::ErrorType::*;
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                if e.esource() == &pingora::ErrorSource::Upstream {
+                    504
+                } else {
+                    0
+                }
+            }
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if code > 0 {
+            let reference = pages::reference_id();
+            tracing::warn!(reference, status = code, error = %e, "request failed");
+            ctx.outcome = "upstream_error";
+            let (title, msg) = match code {
+                502 => ("Application unavailable", "The application behind this gateway is not answering. Please try again shortly."),
+                504 => ("Application timed out", "The application behind this gateway took too long to answer."),
+                400 => ("Bad request", "The request could not be processed."),
+                _ => ("Something went wrong", "The gateway could not complete this request."),
+            };
+            let body = Bytes::from(pages::error_page(title, msg, &reference));
+            if let Ok(mut h) = ResponseHeader::build(code, Some(4)) {
+                let _ = h.insert_header(http::header::CONTENT_TYPE, "text/html; charset=utf-8");
+                let _ = h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string());
+                let _ = h.insert_header(http::header::CACHE_CONTROL, "no-store");
+                if let Err(err) = session.write_error_response(h, body).await {
+                    tracing::debug!(error = %err, "could not send error page");
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        telemetry::observe_request(ctx.outcome, status, elapsed);
+        if self.app.cfg.log.access {
+            let req = session.req_header();
+            tracing::info!(
+                target: "portcullis::access",
+                method = %req.method,
+                path = %req.uri.path(),
+                status,
+                outcome = ctx.outcome,
+                sub = ctx.session.as_ref().map(|s| s.principal().sub.as_str()).unwrap_or("-"),
+                client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Portcullis: an identity gateway sidecar that gives a legacy web app SAML
+//! single sign-on, SCIM provisioning, a signed identity header and
+//! provisioning webhooks. See DESIGN.md for the architecture; each module
+//! below owns one concern and says in its first paragraph what it refuses to
+//! know about.
+
+pub mod config;
+pub mod gateway;
+pub mod identity;
+pub mod policy;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod telemetry;

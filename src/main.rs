@@ -1,0 +1,141 @@
+//! The `portcullis` command line: run the gateway, check a config, make keys
+//! and tokens. Each subcommand is a thin shell around library functions.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis::config::{Config, JwtAlgorithm, CONFIG_ENV};
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Identity gateway sidecar: SAML SSO, SCIM, signed identity headers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway.
+    Run {
+        /// Config file.
+        #[arg(short, long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0 with a summary, or 1 listing every problem.
+    Check {
+        #[arg(short, long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
+    /// Signing keys for the identity JWT.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Admin API bearer tokens.
+    AdminToken {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new private key (PKCS#8 PEM) on stdout or into a file.
+    Generate {
+        /// ES256 (default), RS256 or EdDSA.
+        #[arg(long, default_value = "ES256", value_parser = parse_alg)]
+        alg: JwtAlgorithm,
+        /// Write to this file (mode 0600, never overwritten) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new token once, and the hash line for the config.
+    Create,
+}
+
+fn parse_alg(s: &str) -> Result<JwtAlgorithm, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "ES256" => Ok(JwtAlgorithm::ES256),
+        "RS256" => Ok(JwtAlgorithm::RS256),
+        "EDDSA" | "ED25519" => Ok(JwtAlgorithm::EdDSA),
+        _ => Err(format!(
+            "unknown algorithm {s:?}: use ES256, RS256 or EdDSA"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = match Config::load_and_validate(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("portcullis: invalid config {}:\n{e}", config.display());
+                    return ExitCode::from(1);
+                }
+            };
+            portcullis::telemetry::init(&cfg.log);
+            if let Err(e) = portcullis::gateway::run(cfg) {
+                tracing::error!(error = %e, "portcullis could not start");
+                eprintln!("portcullis: {e}");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => match Config::load_and_validate(&config) {
+            Ok(cfg) => {
+                println!("{}: ok", config.display());
+                print!("{}", cfg.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {} problem(s)", config.display(), e.0.len());
+                eprint!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Keys {
+            command: KeysCommand::Generate { alg, out },
+        } => match out {
+            Some(path) => match portcullis::identity::keys::generate_to_file(alg, &path) {
+                Ok(()) => {
+                    eprintln!("wrote {alg} key to {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::from(1)
+                }
+            },
+            None => match portcullis::identity::keys::generate_pem(alg) {
+                Ok(pem) => {
+                    print!("{pem}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    ExitCode::from(1)
+                }
+            },
+        },
+        Command::AdminToken {
+            command: TokenCommand::Create,
+        } => {
+            let token = portcullis::secret::new_token("padm_");
+            let hash = portcullis::secret::TokenHash::of(&token);
+            println!("token (shown once, store it in your secret manager):\n  {token}");
+            println!("config line for [admin]:\n  token_hash = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
+    }
+}

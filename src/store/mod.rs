@@ -1,0 +1,51 @@
+//! `store` owns where state lives: an embedded redb file (the default, one
+//! process) or Redis (several replicas). Each backend implements the domain
+//! traits the other modules define (`session::SessionStore`, ...), so a
+//! module states what it needs and the same test suite runs on both.
+
+pub mod embedded;
+pub mod redis;
+
+use std::sync::Arc;
+
+use crate::config::{StoreConfig, StoreKind};
+use crate::session::SessionStore;
+
+/// Everything a backend provides. One object per process, shared by `Arc`.
+pub trait Backend: SessionStore + Send + Sync + 'static {
+    /// Short name for logs and `check`.
+    fn kind(&self) -> &'static str;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("embedded store: {0}")]
+    Embedded(String),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the configured backend. Must run inside a tokio runtime that lives
+/// as long as the process (Redis connection drivers are spawned on it).
+pub async fn open(cfg: &StoreConfig) -> StoreResult<Arc<dyn Backend>> {
+    match cfg.kind {
+        StoreKind::Embedded => {
+            let s = embedded::EmbeddedStore::open(&cfg.path)?;
+            Ok(Arc::new(s))
+        }
+        StoreKind::Redis => {
+            let url = cfg
+                .url
+                .as_deref()
+                .ok_or_else(|| StoreError::Corrupt("store.url missing".into()))?;
+            let s = redis::RedisStore::connect(url, &cfg.key_prefix).await?;
+            Ok(Arc::new(s))
+        }
+    }
+}

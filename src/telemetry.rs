@@ -1,0 +1,76 @@
+//! `telemetry` owns logs and metrics: the tracing subscriber (text or JSON)
+//! and the Prometheus metrics served on the admin listener.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{register_histogram_vec, register_int_counter, register_int_counter_vec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec};
+
+use crate::config::{LogConfig, LogFormat};
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "portcullis_requests_total",
+        "Requests by outcome (proxied, local, unauthenticated, forbidden, bad_path, store_unavailable, upstream_error) and status class",
+        &["outcome", "status"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "portcullis_request_duration_seconds",
+        "Time from request head to log line, by outcome",
+        &["outcome"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+pub static JWT_MINTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "portcullis_identity_jwt_minted_total",
+        "Identity JWTs signed (once per session per lifetime)"
+    )
+    .expect("metric registers once")
+});
+
+pub fn observe_request(outcome: &'static str, status: u16, elapsed: Duration) {
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    };
+    REQUESTS.with_label_values(&[outcome, class]).inc();
+    REQUEST_SECONDS
+        .with_label_values(&[outcome])
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Prometheus text exposition of every registered metric.
+pub fn render_metrics() -> Vec<u8> {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    buf
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides `[log] level`.
+pub fn init(cfg: &LogConfig) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&cfg.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
