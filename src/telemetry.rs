@@ -59,6 +59,13 @@ pub fn render_metrics() -> Vec<u8> {
     buf
 }
 
+/// Registers every metric so `/metrics` lists them before the first event.
+pub fn register_metrics() {
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&REQUEST_SECONDS);
+    LazyLock::force(&JWT_MINTED);
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides `[log] level`.
 pub fn init(cfg: &LogConfig) {
     let filter = std::env::var("RUST_LOG")

@@ -123,6 +123,8 @@ pub struct UpstreamConfig {
     /// Verify the upstream's certificate and host name (https only).
     #[serde(default = "yes")]
     pub tls_verify: bool,
+    /// PEM bundle of CAs trusted for an https upstream (default: system roots).
+    pub ca_file: Option<PathBuf>,
     /// Send the client's Host header (true) or the upstream's host (false).
     #[serde(default = "yes")]
     pub preserve_host: bool,
@@ -570,6 +572,26 @@ impl Config {
                 "must not have a path: requests keep their own path",
             ));
         }
+        if let Some(ca) = &u.ca_file {
+            use rustls::pki_types::{pem::PemObject, CertificateDer};
+            match std::fs::read(ca) {
+                Err(e) => p.push(Problem::new(
+                    "upstream.ca_file",
+                    format!("cannot read {}: {e}", ca.display()),
+                )),
+                Ok(bytes) => {
+                    let n = CertificateDer::pem_slice_iter(&bytes)
+                        .filter(|c| c.is_ok())
+                        .count();
+                    if n == 0 {
+                        p.push(Problem::new(
+                            "upstream.ca_file",
+                            format!("{} holds no PEM certificate", ca.display()),
+                        ));
+                    }
+                }
+            }
+        }
         for (key, d) in [
             ("upstream.connect_timeout", u.connect_timeout),
             ("upstream.read_timeout", u.read_timeout),
@@ -624,8 +646,8 @@ impl Config {
 
     fn validate_session(&self, p: &mut Vec<Problem>) {
         let s = &self.session;
-        if s.idle_timeout.get().as_secs() < 60 {
-            p.push(Problem::new("session.idle_timeout", "must be at least 1m"));
+        if s.idle_timeout.get().as_secs() < 1 {
+            p.push(Problem::new("session.idle_timeout", "must be at least 1s"));
         }
         if s.max_lifetime.get() < s.idle_timeout.get() {
             p.push(Problem::new(
@@ -886,7 +908,7 @@ url = "http://127.0.0.1:3000"
     #[test]
     fn validation_lists_every_problem() {
         let text = format!(
-            "{}\n[admin]\nlisten = \"127.0.0.1:18080\"\n[session]\nidle_timeout = \"10s\"\nmax_lifetime = \"5s\"\n[identity]\nsigning_key = \"/nonexistent/key.pem\"\n[[policy]]\npath = \"no-slash\"\nallow = \"public\"\n",
+            "{}\n[admin]\nlisten = \"127.0.0.1:18080\"\n[session]\nidle_timeout = \"0s\"\nmax_lifetime = \"2h\"\n[server.tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[identity]\nsigning_key = \"/nonexistent/key.pem\"\n[[policy]]\npath = \"no-slash\"\nallow = \"public\"\n",
             MINIMAL
         );
         let c = Config::from_toml_str(&text).unwrap();
@@ -894,7 +916,7 @@ url = "http://127.0.0.1:3000"
         for want in [
             "admin.listen",
             "session.idle_timeout",
-            "session.max_lifetime",
+            "server.tls.cert",
             "identity.signing_key",
             "policy[0]",
         ] {

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use http::{Method, Response};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -209,7 +208,7 @@ fn to_http(resp: LocalResponse) -> Response<Vec<u8>> {
         b = b.header(n, v.as_str());
     }
     b = b.header(http::header::CONTENT_LENGTH, resp.body.len());
-    b.body(Bytes::from(resp.body).to_vec()).unwrap_or_else(|_| {
+    b.body(resp.body.to_vec()).unwrap_or_else(|_| {
         let mut r = Response::new(b"internal error".to_vec());
         *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
         r

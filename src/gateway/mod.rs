@@ -195,6 +195,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         .build()
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     let app = state_rt.block_on(App::build(cfg))?;
+    crate::telemetry::register_metrics();
     spawn_maintenance(&state_rt, app.clone());
 
     let cfg = app.cfg.clone();
@@ -215,6 +216,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         pid_file: rt_dir.join("portcullis.pid").display().to_string(),
         upgrade_sock: rt_dir.join("upgrade.sock").display().to_string(),
         upstream_keepalive_pool_size: 128,
+        ca_file: cfg
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
