@@ -777,3 +777,79 @@ async fn tls_upstream_is_verified_against_the_configured_ca() {
     assert_eq!(r.status(), 502);
     assert_eq!(app.count(), before);
 }
+
+#[tokio::test]
+async fn slow_upstream_gives_a_504_after_read_timeout() {
+    let app = RecordingApp::start();
+    let gw = Gateway::start(GatewayOpts::new(&app.url()));
+    let cookie = gw.login(alice()).await;
+    let started = Instant::now();
+    let r = client()
+        .get(gw.url("/slow"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_millis(4900),
+        "took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn store_down_refuses_with_503_never_passes_through() {
+    let app = RecordingApp::start();
+    let mut redis = OwnRedis::start();
+    let mut o = policy_opts(&app);
+    o.redis_prefix = Some("pc:".into());
+    o.redis_url = Some(redis.url());
+    let gw = Gateway::start(o);
+    let cookie = gw.login(alice()).await;
+    assert_eq!(
+        client()
+            .get(gw.url("/a"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    redis.kill();
+    let before = app.count();
+    // A session the gateway has not cached must be checked in the store: refused.
+    let unknown = format!(
+        "portcullis_session={}",
+        portcullis::session::SessionId::generate().as_str()
+    );
+    let r = client()
+        .get(gw.url("/a"))
+        .header(COOKIE, &unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "{}", gw.log());
+    assert_eq!(r.headers()["retry-after"], "5");
+    // Even on a public path, a request that carries a cookie is not waved through.
+    let r = client()
+        .get(gw.url("/public/x"))
+        .header(COOKIE, &unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        app.count(),
+        before,
+        "nothing passed through while the store was down"
+    );
+    let r = client()
+        .get(gw.url("/.portcullis/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}

@@ -106,6 +106,9 @@ impl RecordingApp {
                             req: Request| {
             let s = s2.clone();
             async move {
+                if req.uri().path().starts_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
                 let headers = req
                     .headers()
                     .iter()
@@ -163,6 +166,8 @@ pub struct GatewayOpts {
     pub identity: String,
     /// Extra keys inside `[upstream]`.
     pub upstream_extra: String,
+    /// Redis to use instead of `REDIS_URL`.
+    pub redis_url: Option<String>,
 }
 
 impl GatewayOpts {
@@ -176,6 +181,7 @@ impl GatewayOpts {
             tls: None,
             identity: String::new(),
             upstream_extra: String::new(),
+            redis_url: None,
         }
     }
 }
@@ -213,7 +219,7 @@ impl Gateway {
         let store = match &opts.redis_prefix {
             Some(p) => format!(
                 "kind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{p}\"",
-                redis_url()
+                opts.redis_url.clone().unwrap_or_else(redis_url)
             ),
             None => format!(
                 "kind = \"embedded\"\npath = \"{}\"",
@@ -439,4 +445,59 @@ pub async fn raw_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, S
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
     (status, text)
+}
+
+/// A private redis-server on a free port, shut down on drop.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server installed (scripts/setup.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
