@@ -290,3 +290,88 @@ async fn unreachable_redis_is_an_error_not_a_hang() {
     assert!(r.is_err());
     assert!(t.elapsed() < Duration::from_secs(15));
 }
+
+/// Single-use state (pending AuthnRequests, replay cache) on one backend.
+async fn state_contract(store: Arc<dyn Backend>) {
+    use portcullis::store::state::StateStore;
+    let ns = "test";
+    let key = SessionId::generate().key().0;
+    assert!(store
+        .put_state_once(ns, &key, b"v1", Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .put_state_once(ns, &key, b"v2", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "second insert refused (replay)"
+    );
+    assert_eq!(
+        store.take_state(ns, &key).await.unwrap().as_deref(),
+        Some(&b"v1"[..])
+    );
+    assert_eq!(
+        store.take_state(ns, &key).await.unwrap(),
+        None,
+        "taken once"
+    );
+    assert_eq!(
+        store.take_state("other", &key).await.unwrap(),
+        None,
+        "namespaces are separate"
+    );
+
+    let short = SessionId::generate().key().0;
+    assert!(store
+        .put_state_once(ns, &short, b"x", Duration::from_millis(100))
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store.take_state(ns, &short).await.unwrap(),
+        None,
+        "expired value is gone"
+    );
+    assert!(store
+        .put_state_once(ns, &short, b"y", Duration::from_secs(5))
+        .await
+        .unwrap());
+    store.purge_expired_state(now_ms()).await.unwrap();
+    assert_eq!(
+        store.take_state(ns, &short).await.unwrap().as_deref(),
+        Some(&b"y"[..]),
+        "live value kept by sweep"
+    );
+
+    // Of many concurrent takes, exactly one wins.
+    let contested = SessionId::generate().key().0;
+    store
+        .put_state_once(ns, &contested, b"z", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        let k = contested.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take_state("test", &k).await.unwrap().is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += t.await.unwrap() as usize;
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_passes_the_state_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    state_contract(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_passes_the_state_suite() {
+    state_contract(redis_store("state").await).await;
+}

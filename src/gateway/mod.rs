@@ -279,6 +279,13 @@ fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
                 Ok(n) => tracing::debug!(purged = n, "expired sessions removed"),
                 Err(e) => tracing::warn!(error = %e, "session sweep failed"),
             }
+            if let Err(e) = app
+                .store
+                .purge_expired_state(crate::session::now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "state sweep failed");
+            }
         }
     });
 }

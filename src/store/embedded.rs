@@ -21,7 +21,7 @@ const USER_SESSIONS: MultimapTableDefinition<&str, &str> =
 pub const FILE_NAME: &str = "portcullis.redb";
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    pub(super) db: Arc<Database>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -40,13 +40,14 @@ impl EmbeddedStore {
         {
             txn.open_table(SESSIONS).map_err(err)?;
             txn.open_multimap_table(USER_SESSIONS).map_err(err)?;
+            txn.open_table(super::state::STATE_TABLE).map_err(err)?;
         }
         txn.commit().map_err(err)?;
         Ok(Self { db: Arc::new(db) })
     }
 
     /// Runs `f` on the blocking pool with the database.
-    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    pub(super) async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod state;
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use crate::config::{StoreConfig, StoreKind};
 use crate::session::SessionStore;
 
 /// Everything a backend provides. One object per process, shared by `Arc`.
-pub trait Backend: SessionStore + Send + Sync + 'static {
+pub trait Backend: SessionStore + state::StateStore + Send + Sync + 'static {
     /// Short name for logs and `check`.
     fn kind(&self) -> &'static str;
 }

@@ -18,7 +18,7 @@ use crate::session::{Revocation, RevocationHandler, SessionKey, SessionRecord, S
 pub struct RedisStore {
     client: redis::Client,
     conn: ConnectionManager,
-    prefix: String,
+    pub(super) prefix: String,
     scripts: Arc<Scripts>,
 }
 
@@ -112,7 +112,7 @@ impl RedisStore {
         format!("{}revocations", self.prefix)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 }
