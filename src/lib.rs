@@ -5,9 +5,11 @@
 //! know about.
 
 pub mod config;
+pub mod directory;
 pub mod gateway;
 pub mod identity;
 pub mod policy;
+pub mod saml;
 pub mod secret;
 pub mod session;
 pub mod store;

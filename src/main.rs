@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print the SAML SP metadata XML (for the IdP's SAML app settings).
+    Metadata {
+        #[arg(short, long, env = CONFIG_ENV)]
+        config: PathBuf,
+    },
     /// Admin API bearer tokens.
     AdminToken {
         #[command(subcommand)]
@@ -104,6 +109,29 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Metadata { config } => {
+            let cfg = match Config::load_and_validate(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("portcullis: invalid config {}:\n{e}", config.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let Some(saml) = &cfg.saml else {
+                eprintln!("portcullis: {} has no [saml] section", config.display());
+                return ExitCode::from(1);
+            };
+            match portcullis::saml::idp::Registry::build(&cfg, saml) {
+                Ok(reg) => {
+                    print!("{}", portcullis::saml::metadata::sp_metadata(&reg.sp));
+                    ExitCode::SUCCESS
+                }
+                Err((key, msg)) => {
+                    eprintln!("{key}: {msg}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Keys {
             command: KeysCommand::Generate { alg, out },
         } => match out {

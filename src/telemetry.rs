@@ -36,6 +36,15 @@ pub static JWT_MINTED: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static SAML_LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "portcullis_saml_logins_total",
+        "SAML sign-ins by result: ok, or the refusal reason",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
 pub fn observe_request(outcome: &'static str, status: u16, elapsed: Duration) {
     let class = match status {
         100..=199 => "1xx",
@@ -64,6 +73,7 @@ pub fn register_metrics() {
     LazyLock::force(&REQUESTS);
     LazyLock::force(&REQUEST_SECONDS);
     LazyLock::force(&JWT_MINTED);
+    LazyLock::force(&SAML_LOGINS);
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides `[log] level`.
@@ -73,9 +83,11 @@ pub fn init(cfg: &LogConfig) {
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_new(&cfg.level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match cfg.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

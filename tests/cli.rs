@@ -69,7 +69,15 @@ fn the_example_config_documents_valid_keys() {
             .status
             .success()
     );
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.example.toml");
+    let idp = support::idp::TestIdp::new("jumpcloud-legacy-app");
+    let cert = idp.write_cert(dir.path(), "jumpcloud.pem");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portcullis.example.toml"),
+    )
+    .unwrap()
+    .replace("/etc/portcullis/saml/jumpcloud.pem", cert.to_str().unwrap());
+    let example = dir.path().join("example.toml");
+    std::fs::write(&example, text).unwrap();
     // Paths that only exist on a real host are redirected through env overrides.
     let (code, text) = check(
         &example,
@@ -88,8 +96,16 @@ fn the_example_config_documents_valid_keys() {
 fn the_demo_config_is_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
+    // The dev IdP writes its certificate at start; stand one in.
+    let idp = support::idp::TestIdp::new("http://localhost:8081/metadata");
+    let cert = idp.write_cert(dir.path(), "dev-idp.pem");
+    let demo = std::fs::read_to_string(root.join("config/demo.toml"))
+        .unwrap()
+        .replace("var/demo/dev-idp.pem", cert.to_str().unwrap());
+    let config = dir.path().join("demo.toml");
+    std::fs::write(&config, demo).unwrap();
     let (code, text) = check(
-        &root.join("config/demo.toml"),
+        &config,
         &[
             (
                 "PORTCULLIS_IDENTITY__SIGNING_KEY",

@@ -293,7 +293,6 @@ async fn unreachable_redis_is_an_error_not_a_hang() {
 
 /// Single-use state (pending AuthnRequests, replay cache) on one backend.
 async fn state_contract(store: Arc<dyn Backend>) {
-    use portcullis::store::state::StateStore;
     let ns = "test";
     let key = SessionId::generate().key().0;
     assert!(store

@@ -36,6 +36,196 @@ pub struct Config {
     pub policy: Vec<PolicyRuleConfig>,
     #[serde(default)]
     pub log: LogConfig,
+    /// SAML 2.0 single sign-on; absent = no sign-in configured.
+    pub saml: Option<SamlConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SsoMode {
+    /// No session, no app (except public paths and `bypass`).
+    #[default]
+    Enforce,
+    /// Requests without a session reach the app without identity headers.
+    Optional,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamlConfig {
+    /// SP entity id (default: server.public_url).
+    pub entity_id: Option<String>,
+    /// Tolerated clock difference with IdPs.
+    #[serde(default = "default_skew")]
+    pub clock_skew: HumanDuration,
+    #[serde(default)]
+    pub mode: SsoMode,
+    /// Paths that skip SSO entirely (emergency bypass, e.g. the app's own admin login).
+    #[serde(default)]
+    pub bypass: Vec<String>,
+    /// Log full SAML messages and failure details (also `SAML_DEBUG=true`).
+    #[serde(default)]
+    pub debug: bool,
+    /// Accept SHA-1 signatures and digests (legacy IdPs only).
+    #[serde(default)]
+    pub allow_sha1: bool,
+    /// Largest ACS POST body accepted.
+    #[serde(default = "default_saml_body")]
+    pub max_response_bytes: usize,
+    /// How long a sign-in may take between the redirect to the IdP and the ACS.
+    #[serde(default = "default_request_ttl")]
+    pub request_ttl: HumanDuration,
+    /// Bind each AuthnRequest to the browser that started it with a
+    /// `SameSite=None; Secure` cookie (needs https, or localhost).
+    #[serde(default = "yes")]
+    pub bind_to_browser: bool,
+    /// SP private key (PEM): signs AuthnRequests and LogoutRequests, decrypts EncryptedAssertion.
+    pub sp_key: Option<PathBuf>,
+    /// SP certificate (PEM) published in the metadata with `sp_key`.
+    pub sp_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub idp: Vec<IdpConfig>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureRequirement {
+    /// The Response must be signed.
+    Response,
+    /// The Assertion must be signed.
+    Assertion,
+    /// Either, as long as the assertion is covered by a valid signature.
+    #[default]
+    Either,
+}
+
+/// One PEM path or several (certificate rollover).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl OneOrMany {
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Self::One(p) => vec![p.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpConfig {
+    /// Short id used in URLs (`?idp=`), logs and the `idp` claim.
+    pub id: String,
+    /// Name shown on the login page.
+    pub display_name: Option<String>,
+    /// IdP metadata XML file (entity id, SSO/SLO URLs, signing certificates).
+    pub metadata_file: Option<PathBuf>,
+    /// Manual alternative to metadata: the IdP entity id...
+    pub entity_id: Option<String>,
+    /// ...its SSO URL (HTTP-Redirect binding)...
+    pub sso_url: Option<String>,
+    /// ...its single-logout URL (optional)...
+    pub slo_url: Option<String>,
+    /// ...and its signing certificate(s), PEM.
+    pub certificate: Option<OneOrMany>,
+    /// Email domains routed to this IdP on the login page (case-insensitive).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Tenant of users signing in through this IdP.
+    pub tenant: Option<String>,
+    /// Accept IdP-initiated sign-in (no AuthnRequest), as JumpCloud's user portal does.
+    #[serde(default = "yes")]
+    pub allow_idp_initiated: bool,
+    #[serde(default)]
+    pub require_signature: SignatureRequirement,
+    #[serde(default)]
+    pub attributes: AttributeMapping,
+    #[serde(default)]
+    pub jit: JitConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeMapping {
+    #[serde(default = "a_email")]
+    pub email: String,
+    #[serde(default = "a_given")]
+    pub given_name: String,
+    #[serde(default = "a_family")]
+    pub family_name: String,
+    #[serde(default = "a_display")]
+    pub display_name: String,
+    #[serde(default = "a_groups")]
+    pub groups: String,
+}
+
+impl Default for AttributeMapping {
+    fn default() -> Self {
+        Self {
+            email: a_email(),
+            given_name: a_given(),
+            family_name: a_family(),
+            display_name: a_display(),
+            groups: a_groups(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JitConfig {
+    /// Create unknown users at first sign-in.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Gateway role of users created at sign-in.
+    #[serde(default = "default_role")]
+    pub default_role: String,
+    /// Refresh name and email from the assertion at every sign-in.
+    #[serde(default = "yes")]
+    pub update_on_login: bool,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_role: default_role(),
+            update_on_login: true,
+        }
+    }
+}
+
+fn default_skew() -> HumanDuration {
+    HumanDuration::secs(120)
+}
+fn default_saml_body() -> usize {
+    256 * 1024
+}
+fn default_request_ttl() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_role() -> String {
+    "member".into()
+}
+fn a_email() -> String {
+    "email".into()
+}
+fn a_given() -> String {
+    "firstName".into()
+}
+fn a_family() -> String {
+    "lastName".into()
+}
+fn a_display() -> String {
+    "displayName".into()
+}
+fn a_groups() -> String {
+    "memberOf".into()
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -481,6 +671,9 @@ impl Config {
             if let Err(e) = crate::policy::Rule::compile(rule) {
                 p.push(Problem::new(format!("policy[{i}]"), e.to_string()));
             }
+        }
+        if let Some(saml) = &self.saml {
+            crate::saml::validate_config(self, saml, &mut p);
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(Problem::new("log.level", format!("invalid filter: {e}")));

@@ -164,7 +164,11 @@ pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
         "/readyz" if get_like => readyz(app).await,
         "/jwks.json" if get_like => jwks(app),
         "/userinfo" if get_like => userinfo(&req),
-        "/login" if get_like => login(app, &req),
+        "/login" if get_like => crate::saml::web::login(app, &req).await,
+        "/saml/acs" if req.method == Method::POST => crate::saml::web::acs(app, &req).await,
+        "/saml/metadata" if get_like => crate::saml::web::metadata(app),
+        "/saml/acs" => method_not_allowed("POST"),
+        "/saml/metadata" => method_not_allowed("GET, HEAD"),
         "/logout" if get_like || req.method == Method::POST => logout(app, &req).await,
         "/healthz" | "/readyz" | "/jwks.json" | "/userinfo" | "/login" => {
             method_not_allowed("GET, HEAD")
@@ -243,31 +247,6 @@ fn userinfo(req: &LocalRequest) -> LocalResponse {
         }
         None => LocalResponse::json(401, &json!({"error": "unauthenticated"})),
     }
-}
-
-/// Sign-in entry point. SAML (issue #3) replaces the body of this handler;
-/// until an IdP is configured it says so instead of pretending.
-fn login(app: &App, req: &LocalRequest) -> LocalResponse {
-    if req.session.is_some() {
-        let target = query_param(req.query.as_deref(), "rd")
-            .filter(|t| is_local_target(t))
-            .unwrap_or_else(|| "/".to_string());
-        return LocalResponse::redirect(&target);
-    }
-    let reference = pages::reference_id();
-    tracing::warn!(
-        reference,
-        "login requested but no identity provider is configured"
-    );
-    let _ = app;
-    LocalResponse::html(
-        503,
-        pages::error_page(
-            "Sign-in is not configured",
-            "No identity provider is configured for this application yet. Contact your administrator.",
-            &reference,
-        ),
-    )
 }
 
 async fn logout(app: &App, req: &LocalRequest) -> LocalResponse {

@@ -49,6 +49,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("runtime: {0}")]
     Runtime(String),
+    #[error("{0}: {1}")]
+    Saml(String, String),
 }
 
 /// Where and how requests are forwarded.
@@ -111,6 +113,9 @@ pub struct App {
     pub strip: HashSet<HeaderName>,
     pub prefix: String,
     pub admin_token: Option<crate::secret::TokenHash>,
+    pub saml: Option<Arc<crate::saml::idp::Registry>>,
+    /// `[saml] mode = "optional"`: no session still reaches the app, without identity.
+    pub sso_optional: bool,
 }
 
 impl App {
@@ -133,7 +138,31 @@ impl App {
         keys: Arc<Keyset>,
     ) -> Result<Arc<Self>, StartError> {
         let minter = Minter::new(&cfg, keys)?;
-        let policy = Policy::compile(&cfg.policy)?;
+        // Emergency bypass paths come first: they must win over every rule.
+        let mut rules: Vec<crate::config::PolicyRuleConfig> = cfg
+            .saml
+            .iter()
+            .flat_map(|s| s.bypass.iter())
+            .map(|p| crate::config::PolicyRuleConfig {
+                path: p.clone(),
+                methods: vec![],
+                allow: Some("public".into()),
+                groups: None,
+            })
+            .collect();
+        rules.extend(cfg.policy.iter().cloned());
+        let policy = Policy::compile(&rules)?;
+        let saml = match &cfg.saml {
+            Some(s) => Some(Arc::new(
+                crate::saml::idp::Registry::build(&cfg, s)
+                    .map_err(|(k, m)| StartError::Saml(k, m))?,
+            )),
+            None => None,
+        };
+        let sso_optional = cfg
+            .saml
+            .as_ref()
+            .is_some_and(|s| s.mode == crate::config::SsoMode::Optional);
         let mut strip: HashSet<HeaderName> = minter.header_names().into_iter().collect();
         for h in &cfg.identity.strip_headers {
             if let Ok(n) = HeaderName::from_bytes(h.as_bytes()) {
@@ -157,6 +186,8 @@ impl App {
             policy,
             strip,
             admin_token,
+            saml,
+            sso_optional,
         }))
     }
 

@@ -224,6 +224,14 @@ impl ProxyHttp for Proxy {
                 ctx.session = live;
                 Ok(false)
             }
+            Decision::NeedLogin if app.sso_optional && live.is_none() => {
+                // SSO is optional: the app's own login keeps working, without identity.
+                if norm.forward != raw_path {
+                    ctx.rewrite = Some(target);
+                }
+                ctx.outcome = "anonymous";
+                Ok(false)
+            }
             Decision::NeedLogin => {
                 ctx.outcome = "unauthenticated";
                 let resp =

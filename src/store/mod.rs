@@ -4,7 +4,9 @@
 //! module states what it needs and the same test suite runs on both.
 
 pub mod embedded;
+mod embedded_directory;
 pub mod redis;
+mod redis_directory;
 pub mod state;
 
 use std::sync::Arc;
@@ -13,7 +15,9 @@ use crate::config::{StoreConfig, StoreKind};
 use crate::session::SessionStore;
 
 /// Everything a backend provides. One object per process, shared by `Arc`.
-pub trait Backend: SessionStore + state::StateStore + Send + Sync + 'static {
+pub trait Backend:
+    SessionStore + state::StateStore + crate::directory::DirectoryStore + Send + Sync + 'static
+{
     /// Short name for logs and `check`.
     fn kind(&self) -> &'static str;
 }

@@ -3,6 +3,9 @@
 //! sessions through the admin API. Everything runs on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod dev_idp;
+pub mod idp;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

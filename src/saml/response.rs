@@ -1,0 +1,295 @@
+//! Validation of a SAML Response posted to the ACS, in two pure steps:
+//!
+//! 1. [`inspect`] reads the raw message before any signature work: size,
+//!    base64, no DTD/entities, no comments (they defeat canonicalization and
+//!    truncate NameIDs), one Response with exactly one Assertion, no SHA-1
+//!    unless allowed, and which elements carry a signature of their own.
+//! 2. [`verify`] runs samael (signatures against the configured
+//!    certificates only, XSW-safe reduction to the signed content, issuer,
+//!    destination, recipient, times, InResponseTo, status), then adds what
+//!    samael leaves to the caller: a required Audience, the configured
+//!    signature requirement, and the attribute mapping.
+//!
+//! Replay and InResponseTo bookkeeping need the store and live in `web`.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use super::idp::{Idp, SpSettings};
+use super::SamlError;
+use crate::config::SignatureRequirement;
+
+const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+
+/// What the raw message says about itself, before verification.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    pub xml: String,
+    pub response_id: String,
+    /// InResponseTo of the Response or of a SubjectConfirmationData.
+    pub in_response_to: Option<String>,
+    /// Issuer of the Response, or of the Assertion when the Response has none.
+    pub issuer: Option<String>,
+    pub response_signed: bool,
+    pub assertion_signed: bool,
+    pub encrypted: bool,
+}
+
+/// Decodes and inspects the `SAMLResponse` form value.
+pub fn inspect(
+    saml_response_b64: &str,
+    max_bytes: usize,
+    allow_sha1: bool,
+) -> Result<Inspected, SamlError> {
+    if saml_response_b64.len() > max_bytes {
+        return Err(SamlError::TooLarge);
+    }
+    let compact: String = saml_response_b64
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| SamlError::Malformed("SAMLResponse is not base64".into()))?;
+    let xml = String::from_utf8(raw)
+        .map_err(|_| SamlError::Malformed("SAMLResponse is not UTF-8".into()))?;
+    let upper = xml.to_ascii_uppercase();
+    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+        return Err(SamlError::Dtd);
+    }
+    if xml.contains("<!--") {
+        return Err(SamlError::Comment);
+    }
+    if !allow_sha1
+        && (xml.contains("xmldsig#rsa-sha1")
+            || xml.contains("xmldsig#sha1")
+            || xml.contains("xmldsig#dsa-sha1"))
+    {
+        return Err(SamlError::Sha1);
+    }
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&xml, opts)
+        .map_err(|e| SamlError::Malformed(format!("XML: {e}")))?;
+    let root = doc.root_element();
+    if !(root.has_tag_name((NS_PROTOCOL, "Response"))) {
+        return Err(SamlError::Malformed(
+            "root element is not a samlp:Response".into(),
+        ));
+    }
+    let response_id = root.attribute("ID").unwrap_or_default().to_string();
+    if response_id.is_empty() {
+        return Err(SamlError::Malformed("Response has no ID".into()));
+    }
+    let assertions: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name((NS_ASSERTION, "Assertion")))
+        .collect();
+    let encrypted = root
+        .children()
+        .any(|n| n.has_tag_name((NS_ASSERTION, "EncryptedAssertion")));
+    let all_assertions = doc
+        .descendants()
+        .filter(|n| n.has_tag_name((NS_ASSERTION, "Assertion")))
+        .count();
+    if encrypted {
+        if !assertions.is_empty() || all_assertions > 0 {
+            return Err(SamlError::Malformed(
+                "mixed plain and encrypted assertions".into(),
+            ));
+        }
+    } else if assertions.len() != 1 || all_assertions != 1 {
+        return Err(SamlError::Malformed(format!(
+            "expected exactly one Assertion, found {all_assertions} ({} directly in the Response)",
+            assertions.len()
+        )));
+    }
+    let signed_by_own_signature = |el: roxmltree::Node| -> bool {
+        let Some(id) = el.attribute("ID") else {
+            return false;
+        };
+        el.children()
+            .filter(|n| n.has_tag_name((NS_DSIG, "Signature")))
+            .any(|sig| {
+                sig.descendants()
+                    .filter(|n| n.has_tag_name((NS_DSIG, "Reference")))
+                    .any(|r| r.attribute("URI") == Some(format!("#{id}").as_str()))
+            })
+    };
+    let response_signed = signed_by_own_signature(root);
+    let assertion_signed = assertions
+        .first()
+        .is_some_and(|a| signed_by_own_signature(*a));
+    let scd_in_response_to = doc
+        .descendants()
+        .filter(|n| n.has_tag_name((NS_ASSERTION, "SubjectConfirmationData")))
+        .find_map(|n| n.attribute("InResponseTo"));
+    let in_response_to = root
+        .attribute("InResponseTo")
+        .or(scd_in_response_to)
+        .map(str::to_string);
+    let issuer_of = |el: roxmltree::Node| {
+        el.children()
+            .find(|n| n.has_tag_name((NS_ASSERTION, "Issuer")))
+            .and_then(|n| n.text())
+            .map(|t| t.trim().to_string())
+    };
+    let issuer = issuer_of(root).or_else(|| assertions.first().and_then(|a| issuer_of(*a)));
+    Ok(Inspected {
+        xml,
+        response_id,
+        in_response_to,
+        issuer,
+        response_signed,
+        assertion_signed,
+        encrypted,
+    })
+}
+
+/// A verified sign-in.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub idp: String,
+    pub name_id: String,
+    pub name_id_format: Option<String>,
+    pub session_index: Option<String>,
+    pub assertion_id: String,
+    /// When the assertion stops being acceptable (replay cache lifetime).
+    pub not_on_or_after: Option<DateTime<Utc>>,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+/// Verifies an inspected response for `idp`. `request_id` is the pending
+/// AuthnRequest it answers, or `None` for an IdP-initiated response.
+pub fn verify(
+    idp: &Idp,
+    sp: &SpSettings,
+    msg: &Inspected,
+    request_id: Option<&str>,
+) -> Result<Login, SamlError> {
+    match idp.require_signature {
+        SignatureRequirement::Response if !msg.response_signed => {
+            return Err(SamlError::Unsigned("Response"))
+        }
+        SignatureRequirement::Assertion if !msg.assertion_signed && !msg.encrypted => {
+            return Err(SamlError::Unsigned("Assertion"))
+        }
+        _ => {}
+    }
+    if !msg.response_signed && !msg.assertion_signed && !msg.encrypted {
+        return Err(SamlError::Unsigned("Response or Assertion"));
+    }
+    let (provider, ids) = match request_id {
+        Some(id) => (&idp.sp, Some(vec![id])),
+        None => (&idp.sp_unsolicited, None),
+    };
+    let assertion = provider
+        .parse_xml_response(&msg.xml, ids.as_deref())
+        .map_err(SamlError::from_samael)?;
+    // samael checks the Audience only when present: we require it.
+    let audiences: Vec<&String> = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.audience_restrictions.as_ref())
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.audience.iter())
+        .collect();
+    if !audiences.iter().any(|a| **a == sp.entity_id) {
+        return Err(SamlError::Audience(
+            audiences
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let subject = assertion.subject.as_ref().ok_or(SamlError::NoSubject)?;
+    let name_id = subject.name_id.as_ref().ok_or(SamlError::NoSubject)?;
+    let name_id_value = name_id.value.trim().to_string();
+    if name_id_value.is_empty() {
+        return Err(SamlError::NoSubject);
+    }
+    let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for st in assertion.attribute_statements.iter().flatten() {
+        for a in &st.attributes {
+            let names = [a.name.as_deref(), a.friendly_name.as_deref()];
+            let values: Vec<String> = a
+                .values
+                .iter()
+                .filter_map(|v| v.value.clone())
+                .map(|v| v.trim().to_string())
+                .collect();
+            for n in names.into_iter().flatten() {
+                attributes
+                    .entry(n.to_string())
+                    .or_default()
+                    .extend(values.iter().cloned());
+            }
+        }
+    }
+    let first = |key: &str| {
+        attributes
+            .get(key)
+            .and_then(|v| v.iter().find(|s| !s.is_empty()))
+            .cloned()
+    };
+    let map = &idp.attributes;
+    let is_email_format = name_id
+        .format
+        .as_deref()
+        .is_some_and(|f| f.ends_with(":emailAddress"));
+    let email = first(&map.email).or_else(|| {
+        (is_email_format || name_id_value.contains('@')).then(|| name_id_value.clone())
+    });
+    let not_on_or_after = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.not_on_or_after)
+        .into_iter()
+        .chain(
+            subject
+                .subject_confirmations
+                .iter()
+                .flatten()
+                .filter_map(|c| {
+                    c.subject_confirmation_data
+                        .as_ref()
+                        .and_then(|d| d.not_on_or_after)
+                }),
+        )
+        .max();
+    let mut groups: Vec<String> = attributes.get(&map.groups).cloned().unwrap_or_default();
+    groups.retain(|g| !g.is_empty());
+    groups.sort();
+    groups.dedup();
+    Ok(Login {
+        idp: idp.id.clone(),
+        name_id: name_id_value,
+        name_id_format: name_id.format.clone(),
+        session_index: assertion
+            .authn_statements
+            .iter()
+            .flatten()
+            .find_map(|s| s.session_index.clone()),
+        assertion_id: assertion.id.clone(),
+        not_on_or_after,
+        email: email.map(|e| e.to_ascii_lowercase()),
+        given_name: first(&map.given_name),
+        family_name: first(&map.family_name),
+        display_name: first(&map.display_name),
+        groups,
+        attributes,
+    })
+}

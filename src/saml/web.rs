@@ -1,0 +1,473 @@
+//! The sign-in endpoints: login page and home-realm discovery, the
+//! HTTP-Redirect AuthnRequest, the ACS, and the SP metadata document.
+//! Handlers take a `LocalRequest` and return a `LocalResponse`; state that
+//! must hold across replicas (pending requests, used assertions) is in the
+//! store, so any replica can finish a sign-in another one started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::idp::{Idp, Registry};
+use super::response::{inspect, verify, Login};
+use super::SamlError;
+use crate::gateway::local::{is_local_target, query_param, LocalRequest, LocalResponse};
+use crate::gateway::pages::{self, escape};
+use crate::gateway::App;
+use crate::identity::Principal;
+use crate::session::cookie;
+
+/// Cookie binding a pending AuthnRequest to the browser that started it.
+/// `SameSite=None; Secure`: the IdP's POST to the ACS is cross-site.
+pub const LOGIN_COOKIE: &str = "portcullis_login";
+
+const NS_AUTHN: &str = "authn";
+const NS_ASSERTION: &str = "assertion";
+
+/// What we remember about an AuthnRequest until its response arrives.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    idp: String,
+    rd: String,
+    /// SHA-256 of the login cookie value, when bound to the browser.
+    binding: Option<String>,
+}
+
+fn registry(app: &App) -> Option<&Arc<Registry>> {
+    app.saml.as_ref()
+}
+
+fn safe_target(rd: Option<String>) -> String {
+    rd.filter(|t| is_local_target(t))
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// `GET /.portcullis/login[?rd=][&idp=][&email=]`
+pub async fn login(app: &App, req: &LocalRequest) -> LocalResponse {
+    let rd = safe_target(query_param(req.query.as_deref(), "rd"));
+    if req.session.is_some() {
+        return LocalResponse::redirect(&rd);
+    }
+    let Some(reg) = registry(app) else {
+        let reference = pages::reference_id();
+        tracing::warn!(
+            reference,
+            "login requested but no identity provider is configured"
+        );
+        return LocalResponse::html(
+            503,
+            pages::error_page(
+                "Sign-in is not configured",
+                "No identity provider is configured for this application yet. Contact your administrator.",
+                &reference,
+            ),
+        );
+    };
+    if let Some(id) = query_param(req.query.as_deref(), "idp") {
+        return match reg.by_id(&id) {
+            Some(idp) => start(app, reg, idp.clone(), rd, req).await,
+            None => login_page(app, reg, &rd, None, Some("Unknown identity provider."), 404),
+        };
+    }
+    if let Some(email) = query_param(req.query.as_deref(), "email").filter(|e| !e.trim().is_empty())
+    {
+        return match reg.by_email(&email) {
+            Some(idp) => start(app, reg, idp.clone(), rd, req).await,
+            None => login_page(
+                app,
+                reg,
+                &rd,
+                Some(&email),
+                Some("Domain not configured: single sign-on is not set up for this email domain. Check the address or contact your administrator."),
+                200,
+            ),
+        };
+    }
+    if reg.idps.len() == 1 {
+        return start(app, reg, reg.idps[0].clone(), rd, req).await;
+    }
+    login_page(app, reg, &rd, None, None, 200)
+}
+
+/// The home-realm page: work email first, IdP buttons as an alternative.
+fn login_page(
+    app: &App,
+    reg: &Registry,
+    rd: &str,
+    email: Option<&str>,
+    error: Option<&str>,
+    status: u16,
+) -> LocalResponse {
+    let action = format!("{}/login", app.prefix);
+    let err = error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" style=\"color:#b42318\">{}</p>",
+                escape(e)
+            )
+        })
+        .unwrap_or_default();
+    let mut buttons = String::new();
+    for idp in &reg.idps {
+        let href = format!(
+            "{action}?idp={}&rd={}",
+            url::form_urlencoded::byte_serialize(idp.id.as_bytes()).collect::<String>(),
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        buttons.push_str(&format!(
+            "<li><a class=\"button\" style=\"background:#fff;color:#2457d6;border:1px solid #c5d3f6\" href=\"{}\">{}</a></li>",
+            escape(&href),
+            escape(&idp.display_name)
+        ));
+    }
+    let body = format!(
+        "{err}<form method=\"get\" action=\"{}\"><label for=\"email\">Work email</label><br>\
+<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required value=\"{}\" \
+style=\"width:100%;box-sizing:border-box;padding:.6rem;margin:.4rem 0;border:1px solid #cbd2d9;border-radius:8px;font:inherit\">\
+<input type=\"hidden\" name=\"rd\" value=\"{}\"><button type=\"submit\">Continue</button></form>\
+<p class=\"muted\" style=\"margin-top:1.5rem\">Or sign in with your organization:</p>\
+<ul style=\"list-style:none;padding:0;margin:0\">{buttons}</ul>",
+        escape(&action),
+        escape(email.unwrap_or_default()),
+        escape(rd),
+    );
+    LocalResponse::html(status, pages::page("Sign in", &body))
+}
+
+fn random_b64(n: usize) -> String {
+    let bytes = crate::secret::random_bytes::<32>();
+    URL_SAFE_NO_PAD.encode(&bytes[..n.min(32)])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends the browser to the IdP with an AuthnRequest remembered in the store.
+async fn start(
+    app: &App,
+    reg: &Registry,
+    idp: Arc<Idp>,
+    rd: String,
+    req: &LocalRequest,
+) -> LocalResponse {
+    let sp = &reg.sp;
+    let (request_id, url) = match authn_request(&idp, sp) {
+        Ok(v) => v,
+        Err(e) => {
+            return failure(
+                app,
+                Some(&idp.id),
+                &SamlError::Other(format!("AuthnRequest: {e}")),
+                None,
+            )
+        }
+    };
+    let nonce = if sp.bind_to_browser {
+        Some(
+            cookie_value(req, LOGIN_COOKIE)
+                .filter(|v| v.len() == 43 && URL_SAFE_NO_PAD.decode(v).is_ok())
+                .unwrap_or_else(|| random_b64(32)),
+        )
+    } else {
+        None
+    };
+    let pending = Pending {
+        idp: idp.id.clone(),
+        rd,
+        binding: nonce
+            .as_ref()
+            .map(|n| crate::secret::sha256_hex(n.as_bytes())),
+    };
+    let value = serde_json::to_vec(&pending).unwrap_or_default();
+    match app
+        .store
+        .put_state_once(NS_AUTHN, &request_id, &value, sp.request_ttl)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return failure(
+                app,
+                Some(&idp.id),
+                &SamlError::Other("request id collision".into()),
+                None,
+            )
+        }
+        Err(e) => {
+            let reference = pages::reference_id();
+            tracing::error!(reference, error = %e, "cannot store the pending AuthnRequest");
+            return crate::gateway::local::unavailable(&req.headers, &reference);
+        }
+    }
+    tracing::info!(idp = %idp.id, %request_id, "redirecting to IdP");
+    let mut resp = LocalResponse::redirect(&url);
+    if let Some(n) = nonce {
+        resp = resp.with_header(
+            http::header::SET_COOKIE,
+            format!(
+                "{LOGIN_COOKIE}={n}; Path={}/saml/acs; Max-Age={}; HttpOnly; Secure; SameSite=None",
+                app.prefix,
+                sp.request_ttl.as_secs()
+            ),
+        );
+    }
+    resp
+}
+
+/// A new AuthnRequest (128-bit id; samael's default has 32 random bits) and
+/// the HTTP-Redirect URL carrying it, signed when the SP has a key.
+fn authn_request(idp: &Idp, sp: &super::idp::SpSettings) -> Result<(String, String), String> {
+    let mut authn = idp
+        .sp
+        .make_authentication_request(&idp.sso_url)
+        .map_err(|e| e.to_string())?;
+    authn.id = format!("_{}", hex(&crate::secret::random_bytes::<16>()));
+    let url = match &sp.key {
+        Some(k) => authn.signed_redirect("", k),
+        None => authn.redirect(""),
+    }
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| "IdP has no SSO URL".to_string())?;
+    Ok((authn.id, url.to_string()))
+}
+
+fn cookie_value(req: &LocalRequest, name: &str) -> Option<String> {
+    for h in req.headers.get_all(http::header::COOKIE) {
+        let Ok(text) = h.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k.trim() == name {
+                    return Some(v.trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Logs a refusal with a reference id and renders the error page.
+fn failure(app: &App, idp: Option<&str>, e: &SamlError, xml: Option<&str>) -> LocalResponse {
+    let reference = pages::reference_id();
+    let debug = app.saml.as_ref().is_some_and(|r| r.sp.debug);
+    tracing::warn!(reference, reason = e.reason(), idp = idp.unwrap_or("-"), detail = %e, "SAML sign-in refused");
+    if debug {
+        if let Some(x) = xml {
+            tracing::info!(reference, saml_response = %x, "SAML debug: refused message");
+        }
+    }
+    crate::telemetry::SAML_LOGINS
+        .with_label_values(&[e.reason()])
+        .inc();
+    let msg = match e {
+        SamlError::Deactivated(_) => "Your account is deactivated. Contact your administrator.",
+        SamlError::NotProvisioned(_) => "Your account has not been set up for this application. Contact your administrator.",
+        _ => "The sign-in response from your identity provider could not be accepted. Try again, or contact your administrator with the reference below.",
+    };
+    LocalResponse::html(
+        e.status(),
+        pages::error_page("Sign-in failed", msg, &reference),
+    )
+}
+
+/// `POST /.portcullis/saml/acs`
+pub async fn acs(app: &App, req: &LocalRequest) -> LocalResponse {
+    let Some(reg) = registry(app) else {
+        return LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"}));
+    };
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect();
+    let field = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let Some(saml_response) = field("SAMLResponse") else {
+        return failure(
+            app,
+            None,
+            &SamlError::Malformed("no SAMLResponse form field".into()),
+            None,
+        );
+    };
+    match accept(app, reg, req, &saml_response, field("RelayState")).await {
+        Ok(resp) => resp,
+        Err((idp, e, xml)) => {
+            if matches!(e, SamlError::Other(ref m) if m.starts_with("store:")) {
+                let reference = pages::reference_id();
+                tracing::error!(reference, detail = %e, "SAML sign-in could not reach the store");
+                return crate::gateway::local::unavailable(&req.headers, &reference);
+            }
+            failure(app, idp.as_deref(), &e, xml.as_deref())
+        }
+    }
+}
+
+type AcsError = (Option<String>, SamlError, Option<String>);
+
+async fn accept(
+    app: &App,
+    reg: &Registry,
+    req: &LocalRequest,
+    saml_response: &str,
+    relay_state: Option<String>,
+) -> Result<LocalResponse, AcsError> {
+    let sp = &reg.sp;
+    let msg = inspect(saml_response, sp.max_response_bytes, sp.allow_sha1)
+        .map_err(|e| (None, e, None))?;
+    let xml = || Some(msg.xml.clone());
+    let issuer = msg.issuer.clone().unwrap_or_default();
+    let idp = reg
+        .by_entity_id(&issuer)
+        .cloned()
+        .ok_or_else(|| (None, SamlError::UnknownIssuer(issuer.clone()), xml()))?;
+    let idp_id = Some(idp.id.clone());
+    let store_err = |e: crate::store::StoreError| {
+        (
+            idp_id.clone(),
+            SamlError::Other(format!("store: {e}")),
+            None,
+        )
+    };
+
+    let (request_id, target) = match &msg.in_response_to {
+        Some(id) => {
+            let raw = app
+                .store
+                .take_state(NS_AUTHN, id)
+                .await
+                .map_err(store_err)?;
+            let pending: Pending = raw
+                .and_then(|r| serde_json::from_slice(&r).ok())
+                .ok_or_else(|| (idp_id.clone(), SamlError::InResponseTo, xml()))?;
+            if pending.idp != idp.id {
+                return Err((idp_id.clone(), SamlError::InResponseTo, xml()));
+            }
+            if let Some(want) = &pending.binding {
+                let have = cookie_value(req, LOGIN_COOKIE)
+                    .map(|v| crate::secret::sha256_hex(v.as_bytes()));
+                let ok = have.is_some_and(|h| {
+                    subtle::ConstantTimeEq::ct_eq(h.as_bytes(), want.as_bytes()).into()
+                });
+                if !ok {
+                    return Err((idp_id.clone(), SamlError::BrowserBinding, xml()));
+                }
+            }
+            (Some(id.clone()), pending.rd)
+        }
+        None => {
+            if !idp.allow_idp_initiated {
+                return Err((idp_id.clone(), SamlError::IdpInitiatedNotAllowed, xml()));
+            }
+            (None, safe_target(relay_state))
+        }
+    };
+
+    let verify_idp = idp.clone();
+    let msg2 = msg.clone();
+    let registry = app.saml.clone();
+    let login = tokio::task::spawn_blocking(move || {
+        let reg = registry.ok_or(SamlError::Other("SAML registry missing".into()))?;
+        verify(&verify_idp, &reg.sp, &msg2, request_id.as_deref())
+    })
+    .await
+    .map_err(|e| {
+        (
+            idp_id.clone(),
+            SamlError::Other(format!("verification task: {e}")),
+            None,
+        )
+    })?
+    .map_err(|e| (idp_id.clone(), e, xml()))?;
+
+    // Single use: the assertion id is remembered until it could no longer be accepted.
+    let now = chrono::Utc::now();
+    let until = login
+        .not_on_or_after
+        .unwrap_or(now + chrono::Duration::minutes(5))
+        + chrono::Duration::from_std(sp.clock_skew).unwrap_or_default();
+    let ttl = (until - now)
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_secs(1), Duration::from_secs(86_400));
+    let replay_key = format!("{}:{}", idp.id, login.assertion_id);
+    let fresh = app
+        .store
+        .put_state_once(NS_ASSERTION, &replay_key, b"1", ttl)
+        .await
+        .map_err(store_err)?;
+    if !fresh {
+        return Err((idp_id.clone(), SamlError::Replay, xml()));
+    }
+
+    let principal = resolve_principal(app, &idp, &login)
+        .await
+        .map_err(|e| (idp_id.clone(), e, None))?;
+    let (id, live) = app
+        .sessions
+        .create(principal, "saml", req.session_id.as_ref())
+        .await
+        .map_err(|e| {
+            (
+                idp_id.clone(),
+                SamlError::Other(format!("store: {e}")),
+                None,
+            )
+        })?;
+    if sp.debug {
+        tracing::info!(idp = %idp.id, attributes = ?login.attributes, "SAML debug: accepted assertion attributes");
+    }
+    tracing::info!(idp = %idp.id, sub = %live.principal().sub, sid = live.key.sid(), "signed in");
+    crate::telemetry::SAML_LOGINS
+        .with_label_values(&["ok"])
+        .inc();
+    let clear_login = format!(
+        "{LOGIN_COOKIE}=; Path={}/saml/acs; Max-Age=0; HttpOnly; Secure; SameSite=None",
+        app.prefix
+    );
+    let mut resp = LocalResponse::redirect(&target)
+        .with_header(
+            http::header::SET_COOKIE,
+            cookie::set_cookie(app.sessions.settings(), &id),
+        )
+        .with_header(http::header::SET_COOKIE, clear_login);
+    resp.status = 303;
+    Ok(resp)
+}
+
+/// Who the signed-in user is for the app.
+async fn resolve_principal(_app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
+    let name =
+        login
+            .display_name
+            .clone()
+            .or_else(|| match (&login.given_name, &login.family_name) {
+                (Some(g), Some(f)) => Some(format!("{g} {f}")),
+                (Some(g), None) => Some(g.clone()),
+                (None, Some(f)) => Some(f.clone()),
+                (None, None) => None,
+            });
+    Ok(Principal {
+        sub: login.name_id.clone(),
+        email: login.email.clone(),
+        name,
+        given_name: login.given_name.clone(),
+        family_name: login.family_name.clone(),
+        groups: login.groups.clone(),
+        roles: vec![idp.jit.default_role.clone()],
+        tenant: idp.tenant.clone(),
+        idp: Some(idp.id.clone()),
+    })
+}
+
+/// `GET /.portcullis/saml/metadata`
+pub fn metadata(app: &App) -> LocalResponse {
+    match registry(app) {
+        Some(reg) => LocalResponse::new(
+            200,
+            "application/samlmetadata+xml",
+            super::metadata::sp_metadata(&reg.sp),
+        ),
+        None => LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"})),
+    }
+}

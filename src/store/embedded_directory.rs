@@ -1,0 +1,799 @@
+//! `DirectoryStore` on the embedded redb file. Every write is one redb write
+//! transaction, and redb runs one write transaction at a time, so a record,
+//! its indexes and its memberships change together and membership changes to
+//! one group are serialised for free. Reads use read transactions (a
+//! consistent snapshot) and never block writers.
+//!
+//! Keys are tuples starting with the tenant, so a tenant's entries are one
+//! contiguous range and no tenant can address another's.
+//!
+//! Tables (`tenant` first in every key):
+//! - `dir_users` (tenant, id) → User JSON (tombstones included)
+//! - `dir_user_names` (tenant, folded userName) → id; `dir_user_external_ids`
+//!   (tenant, externalId) → id; `dir_user_emails` multimap (tenant, folded
+//!   email) → ids. Live users only.
+//! - `dir_groups` (tenant, id) → Group JSON without members
+//! - `dir_group_names` (tenant, folded displayName) → id;
+//!   `dir_group_external_ids` (tenant, externalId) → id
+//! - `dir_members` (tenant, group id, member id) → Member JSON (forward index)
+//! - `dir_member_of` multimap (tenant, member id) → group ids (reverse index)
+
+use async_trait::async_trait;
+use redb::{
+    Database, MultimapTable, MultimapTableDefinition, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::embedded::EmbeddedStore;
+use super::{StoreError, StoreResult};
+use crate::directory::rules::{self, GroupKeys, UserKeys};
+use crate::directory::{
+    DirectoryError, DirectoryResult, DirectoryStore, Group, GroupRef, Member, MembershipChange,
+    User,
+};
+use crate::session::now_ms;
+
+type Pair = (&'static str, &'static str);
+type Triple = (&'static str, &'static str, &'static str);
+
+const USERS: TableDefinition<Pair, &[u8]> = TableDefinition::new("dir_users");
+const USER_NAMES: TableDefinition<Pair, &str> = TableDefinition::new("dir_user_names");
+const USER_EXTERNAL_IDS: TableDefinition<Pair, &str> =
+    TableDefinition::new("dir_user_external_ids");
+const USER_EMAILS: MultimapTableDefinition<Pair, &str> =
+    MultimapTableDefinition::new("dir_user_emails");
+const GROUPS: TableDefinition<Pair, &[u8]> = TableDefinition::new("dir_groups");
+const GROUP_NAMES: TableDefinition<Pair, &str> = TableDefinition::new("dir_group_names");
+const GROUP_EXTERNAL_IDS: TableDefinition<Pair, &str> =
+    TableDefinition::new("dir_group_external_ids");
+const MEMBERS: TableDefinition<Triple, &[u8]> = TableDefinition::new("dir_members");
+const MEMBER_OF: MultimapTableDefinition<Pair, &str> =
+    MultimapTableDefinition::new("dir_member_of");
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Embedded(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Creates the directory tables, so read transactions can always open them.
+/// Called from `EmbeddedStore::open`.
+pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
+    txn.open_table(USERS).map_err(err)?;
+    txn.open_table(USER_NAMES).map_err(err)?;
+    txn.open_table(USER_EXTERNAL_IDS).map_err(err)?;
+    txn.open_multimap_table(USER_EMAILS).map_err(err)?;
+    txn.open_table(GROUPS).map_err(err)?;
+    txn.open_table(GROUP_NAMES).map_err(err)?;
+    txn.open_table(GROUP_EXTERNAL_IDS).map_err(err)?;
+    txn.open_table(MEMBERS).map_err(err)?;
+    txn.open_multimap_table(MEMBER_OF).map_err(err)?;
+    Ok(())
+}
+
+/// Runs a directory operation on the blocking pool.
+async fn run<T, F>(store: &EmbeddedStore, f: F) -> DirectoryResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Database) -> DirectoryResult<T> + Send + 'static,
+{
+    store.blocking(move |db| Ok(f(db))).await?
+}
+
+fn load<T: DeserializeOwned>(
+    table: &impl ReadableTable<Pair, &'static [u8]>,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<Option<T>> {
+    match table.get((tenant, id)).map_err(err)? {
+        Some(v) => decode(v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn lookup(
+    table: &impl ReadableTable<Pair, &'static str>,
+    tenant: &str,
+    key: &str,
+) -> StoreResult<Option<String>> {
+    Ok(table
+        .get((tenant, key))
+        .map_err(err)?
+        .map(|v| v.value().to_string()))
+}
+
+/// The members of one group, ordered by id (the key order).
+fn load_members(
+    table: &impl ReadableTable<Triple, &'static [u8]>,
+    tenant: &str,
+    group_id: &str,
+) -> StoreResult<Vec<Member>> {
+    let mut out = Vec::new();
+    for entry in table.range((tenant, group_id, "")..).map_err(err)? {
+        let (k, v) = entry.map_err(err)?;
+        let (t, g, _) = k.value();
+        if t != tenant || g != group_id {
+            break;
+        }
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Every table, opened for writing in one transaction.
+struct Tables<'txn> {
+    users: Table<'txn, Pair, &'static [u8]>,
+    user_names: Table<'txn, Pair, &'static str>,
+    user_external_ids: Table<'txn, Pair, &'static str>,
+    user_emails: MultimapTable<'txn, Pair, &'static str>,
+    groups: Table<'txn, Pair, &'static [u8]>,
+    group_names: Table<'txn, Pair, &'static str>,
+    group_external_ids: Table<'txn, Pair, &'static str>,
+    members: Table<'txn, Triple, &'static [u8]>,
+    member_of: MultimapTable<'txn, Pair, &'static str>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> StoreResult<Self> {
+        Ok(Self {
+            users: txn.open_table(USERS).map_err(err)?,
+            user_names: txn.open_table(USER_NAMES).map_err(err)?,
+            user_external_ids: txn.open_table(USER_EXTERNAL_IDS).map_err(err)?,
+            user_emails: txn.open_multimap_table(USER_EMAILS).map_err(err)?,
+            groups: txn.open_table(GROUPS).map_err(err)?,
+            group_names: txn.open_table(GROUP_NAMES).map_err(err)?,
+            group_external_ids: txn.open_table(GROUP_EXTERNAL_IDS).map_err(err)?,
+            members: txn.open_table(MEMBERS).map_err(err)?,
+            member_of: txn.open_multimap_table(MEMBER_OF).map_err(err)?,
+        })
+    }
+
+    fn user(&self, t: &str, id: &str) -> StoreResult<Option<User>> {
+        load(&self.users, t, id)
+    }
+
+    fn group(&self, t: &str, id: &str) -> StoreResult<Option<Group>> {
+        load(&self.groups, t, id)
+    }
+
+    fn put_user(&mut self, t: &str, user: &User) -> StoreResult<()> {
+        let bytes = encode(user)?;
+        self.users
+            .insert((t, user.id.as_str()), bytes.as_slice())
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Stores the group record; members live in `dir_members`, not here.
+    fn put_group(&mut self, t: &str, group: &Group) -> StoreResult<()> {
+        let record = Group {
+            members: Vec::new(),
+            ..group.clone()
+        };
+        let bytes = encode(&record)?;
+        self.groups
+            .insert((t, group.id.as_str()), bytes.as_slice())
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// `Conflict` if a unique key in `keys` belongs to someone other than `id`.
+    fn check_user_keys(&self, t: &str, id: &str, keys: &UserKeys) -> DirectoryResult<()> {
+        if let Some(n) = &keys.user_name {
+            if lookup(&self.user_names, t, n)?.is_some_and(|o| o != id) {
+                return Err(DirectoryError::Conflict { what: "userName" });
+            }
+        }
+        if let Some(x) = &keys.external_id {
+            if lookup(&self.user_external_ids, t, x)?.is_some_and(|o| o != id) {
+                return Err(DirectoryError::Conflict { what: "externalId" });
+            }
+        }
+        Ok(())
+    }
+
+    fn index_user(&mut self, t: &str, id: &str, keys: &UserKeys) -> StoreResult<()> {
+        if let Some(n) = &keys.user_name {
+            self.user_names.insert((t, n.as_str()), id).map_err(err)?;
+        }
+        if let Some(x) = &keys.external_id {
+            self.user_external_ids
+                .insert((t, x.as_str()), id)
+                .map_err(err)?;
+        }
+        for e in &keys.emails {
+            self.user_emails.insert((t, e.as_str()), id).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes `id`'s entries; an entry that now names someone else stays.
+    fn unindex_user(&mut self, t: &str, id: &str, keys: &UserKeys) -> StoreResult<()> {
+        if let Some(n) = &keys.user_name {
+            if lookup(&self.user_names, t, n)?.as_deref() == Some(id) {
+                self.user_names.remove((t, n.as_str())).map_err(err)?;
+            }
+        }
+        if let Some(x) = &keys.external_id {
+            if lookup(&self.user_external_ids, t, x)?.as_deref() == Some(id) {
+                self.user_external_ids
+                    .remove((t, x.as_str()))
+                    .map_err(err)?;
+            }
+        }
+        for e in &keys.emails {
+            self.user_emails.remove((t, e.as_str()), id).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn check_group_keys(&self, t: &str, id: &str, keys: &GroupKeys) -> DirectoryResult<()> {
+        if lookup(&self.group_names, t, &keys.display_name)?.is_some_and(|o| o != id) {
+            return Err(DirectoryError::Conflict {
+                what: "displayName",
+            });
+        }
+        if let Some(x) = &keys.external_id {
+            if lookup(&self.group_external_ids, t, x)?.is_some_and(|o| o != id) {
+                return Err(DirectoryError::Conflict { what: "externalId" });
+            }
+        }
+        Ok(())
+    }
+
+    fn index_group(&mut self, t: &str, id: &str, keys: &GroupKeys) -> StoreResult<()> {
+        self.group_names
+            .insert((t, keys.display_name.as_str()), id)
+            .map_err(err)?;
+        if let Some(x) = &keys.external_id {
+            self.group_external_ids
+                .insert((t, x.as_str()), id)
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn unindex_group(&mut self, t: &str, id: &str, keys: &GroupKeys) -> StoreResult<()> {
+        if lookup(&self.group_names, t, &keys.display_name)?.as_deref() == Some(id) {
+            self.group_names
+                .remove((t, keys.display_name.as_str()))
+                .map_err(err)?;
+        }
+        if let Some(x) = &keys.external_id {
+            if lookup(&self.group_external_ids, t, x)?.as_deref() == Some(id) {
+                self.group_external_ids
+                    .remove((t, x.as_str()))
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The member entry for `id`: a live user or a group of the tenant.
+    fn resolve_member(&self, t: &str, id: &str) -> DirectoryResult<Member> {
+        if let Some(u) = self.user(t, id)? {
+            if !u.deleted {
+                return Ok(Member::user(&u));
+            }
+        } else if let Some(g) = self.group(t, id)? {
+            return Ok(Member::group(&g));
+        }
+        Err(rules::unknown_member(id))
+    }
+
+    fn resolve_members(&self, t: &str, ids: &[String]) -> DirectoryResult<Vec<Member>> {
+        ids.iter().map(|id| self.resolve_member(t, id)).collect()
+    }
+
+    /// Adds one membership; false if it was already there.
+    fn add_member(&mut self, t: &str, group_id: &str, m: &Member) -> StoreResult<bool> {
+        if self
+            .members
+            .get((t, group_id, m.value.as_str()))
+            .map_err(err)?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        self.put_member(t, group_id, m)?;
+        Ok(true)
+    }
+
+    fn put_member(&mut self, t: &str, group_id: &str, m: &Member) -> StoreResult<()> {
+        let bytes = encode(m)?;
+        self.members
+            .insert((t, group_id, m.value.as_str()), bytes.as_slice())
+            .map_err(err)?;
+        self.member_of
+            .insert((t, m.value.as_str()), group_id)
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Removes one membership; false if it was not there.
+    fn remove_member(&mut self, t: &str, group_id: &str, member_id: &str) -> StoreResult<bool> {
+        let removed = self
+            .members
+            .remove((t, group_id, member_id))
+            .map_err(err)?
+            .is_some();
+        self.member_of
+            .remove((t, member_id), group_id)
+            .map_err(err)?;
+        Ok(removed)
+    }
+
+    fn member_ids(&self, t: &str, group_id: &str) -> StoreResult<Vec<String>> {
+        Ok(load_members(&self.members, t, group_id)?
+            .into_iter()
+            .map(|m| m.value)
+            .collect())
+    }
+
+    /// Records a membership change on the group: next version.
+    fn bump_group(&mut self, t: &str, group_id: &str, now: u64) -> StoreResult<u64> {
+        let Some(mut g) = self.group(t, group_id)? else {
+            return Ok(0);
+        };
+        g.meta = rules::next_meta(&g.meta, now);
+        self.put_group(t, &g)?;
+        Ok(g.meta.version)
+    }
+
+    /// Takes `member_id` out of every group it belongs to (user deletion,
+    /// group deletion), bumping each group's version.
+    fn leave_all_groups(&mut self, t: &str, member_id: &str, now: u64) -> StoreResult<()> {
+        let group_ids: Vec<String> = self
+            .member_of
+            .remove_all((t, member_id))
+            .map_err(err)?
+            .map(|v| v.map(|g| g.value().to_string()).map_err(err))
+            .collect::<StoreResult<_>>()?;
+        for g in group_ids {
+            if self
+                .members
+                .remove((t, g.as_str(), member_id))
+                .map_err(err)?
+                .is_some()
+            {
+                self.bump_group(t, &g, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f` in one write transaction; commits only if it succeeds.
+fn write<T>(
+    db: &Database,
+    f: impl FnOnce(&mut Tables<'_>) -> DirectoryResult<T>,
+) -> DirectoryResult<T> {
+    let txn = db.begin_write().map_err(err)?;
+    let out = {
+        let mut tables = Tables::open(&txn)?;
+        f(&mut tables)?
+    };
+    txn.commit().map_err(err)?;
+    Ok(out)
+}
+
+fn read_user(db: &Database, t: &str, id: &str) -> DirectoryResult<Option<User>> {
+    let txn = db.begin_read().map_err(err)?;
+    let users = txn.open_table(USERS).map_err(err)?;
+    Ok(load(&users, t, id)?)
+}
+
+/// A live user found through a unique index.
+fn user_via(
+    db: &Database,
+    index: TableDefinition<Pair, &str>,
+    t: &str,
+    key: &str,
+) -> DirectoryResult<Option<User>> {
+    let txn = db.begin_read().map_err(err)?;
+    let Some(id) = lookup(&txn.open_table(index).map_err(err)?, t, key)? else {
+        return Ok(None);
+    };
+    let users = txn.open_table(USERS).map_err(err)?;
+    Ok(load::<User>(&users, t, &id)?.filter(|u| !u.deleted))
+}
+
+fn read_group(db: &Database, t: &str, id: &str) -> DirectoryResult<Option<Group>> {
+    let txn = db.begin_read().map_err(err)?;
+    let groups = txn.open_table(GROUPS).map_err(err)?;
+    let Some(mut g) = load::<Group>(&groups, t, id)? else {
+        return Ok(None);
+    };
+    g.members = load_members(&txn.open_table(MEMBERS).map_err(err)?, t, id)?;
+    Ok(Some(g))
+}
+
+fn group_via(
+    db: &Database,
+    index: TableDefinition<Pair, &str>,
+    t: &str,
+    key: &str,
+) -> DirectoryResult<Option<Group>> {
+    let id = {
+        let txn = db.begin_read().map_err(err)?;
+        lookup(&txn.open_table(index).map_err(err)?, t, key)?
+    };
+    match id {
+        Some(id) => read_group(db, t, &id),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for EmbeddedStore {
+    async fn create_user(&self, tenant: &str, user: User) -> DirectoryResult<User> {
+        let mut user = rules::new_user(tenant, user, now_ms())?;
+        run(self, move |db| {
+            write(db, |w| {
+                // A fresh id that exists already (122 random bits: never, in practice).
+                while w.user(&user.tenant, &user.id)?.is_some() {
+                    user.id = rules::new_id();
+                }
+                let t = user.tenant.as_str();
+                let keys = UserKeys::of(&user);
+                w.check_user_keys(t, &user.id, &keys)?;
+                w.index_user(t, &user.id, &keys)?;
+                w.put_user(t, &user)?;
+                Ok(user)
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, tenant: &str, id: &str) -> DirectoryResult<Option<User>> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        run(self, move |db| read_user(db, &t, &id)).await
+    }
+
+    async fn user_by_user_name(
+        &self,
+        tenant: &str,
+        user_name: &str,
+    ) -> DirectoryResult<Option<User>> {
+        let (t, key) = (tenant.to_string(), rules::fold(user_name));
+        run(self, move |db| user_via(db, USER_NAMES, &t, &key)).await
+    }
+
+    async fn user_by_external_id(
+        &self,
+        tenant: &str,
+        external_id: &str,
+    ) -> DirectoryResult<Option<User>> {
+        let (t, key) = (tenant.to_string(), external_id.to_string());
+        run(self, move |db| user_via(db, USER_EXTERNAL_IDS, &t, &key)).await
+    }
+
+    async fn users_by_email(&self, tenant: &str, email: &str) -> DirectoryResult<Vec<User>> {
+        let (t, key) = (tenant.to_string(), rules::fold(email));
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let emails = txn.open_multimap_table(USER_EMAILS).map_err(err)?;
+            let users = txn.open_table(USERS).map_err(err)?;
+            let mut out = Vec::new();
+            for id in emails.get((t.as_str(), key.as_str())).map_err(err)? {
+                let id = id.map_err(err)?;
+                if let Some(u) = load::<User>(&users, &t, id.value())? {
+                    if !u.deleted {
+                        out.push(u);
+                    }
+                }
+            }
+            rules::sort_users(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn replace_user(
+        &self,
+        tenant: &str,
+        user: User,
+        expected_version: Option<u64>,
+    ) -> DirectoryResult<User> {
+        let t = tenant.to_string();
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let current = w
+                    .user(&t, &user.id)?
+                    .ok_or(DirectoryError::NotFound { what: "user" })?;
+                let user = rules::replacement_user(&current, user, expected_version, now)?;
+                let (old, new) = (UserKeys::of(&current), UserKeys::of(&user));
+                w.check_user_keys(&t, &user.id, &new)?;
+                w.unindex_user(&t, &user.id, &old)?;
+                w.index_user(&t, &user.id, &new)?;
+                w.put_user(&t, &user)?;
+                Ok(user)
+            })
+        })
+        .await
+    }
+
+    async fn delete_user(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let current = w
+                    .user(&t, &id)?
+                    .ok_or(DirectoryError::NotFound { what: "user" })?;
+                w.unindex_user(&t, &id, &UserKeys::of(&current))?;
+                w.users.remove((t.as_str(), id.as_str())).map_err(err)?;
+                w.leave_all_groups(&t, &id, now)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn tombstone_user(&self, tenant: &str, id: &str) -> DirectoryResult<User> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let current = w
+                    .user(&t, &id)?
+                    .ok_or(DirectoryError::NotFound { what: "user" })?;
+                let user = rules::tombstone(&current, now)?;
+                w.unindex_user(&t, &id, &UserKeys::of(&current))?;
+                w.put_user(&t, &user)?;
+                w.leave_all_groups(&t, &id, now)?;
+                Ok(user)
+            })
+        })
+        .await
+    }
+
+    async fn list_users(&self, tenant: &str) -> DirectoryResult<Vec<User>> {
+        let t = tenant.to_string();
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let users = txn.open_table(USERS).map_err(err)?;
+            let mut out = Vec::new();
+            for entry in users.range((t.as_str(), "")..).map_err(err)? {
+                let (k, v) = entry.map_err(err)?;
+                if k.value().0 != t {
+                    break;
+                }
+                let u: User = decode(v.value())?;
+                if !u.deleted {
+                    out.push(u);
+                }
+            }
+            rules::sort_users(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_group(&self, tenant: &str, group: Group) -> DirectoryResult<Group> {
+        let mut group = rules::new_group(tenant, group, now_ms())?;
+        let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
+        run(self, move |db| {
+            write(db, |w| {
+                let t = group.tenant.clone();
+                // As for users; a new random id cannot be among the members.
+                while w.group(&t, &group.id)?.is_some() {
+                    group.id = rules::new_id();
+                }
+                let keys = GroupKeys::of(&group);
+                w.check_group_keys(&t, &group.id, &keys)?;
+                let mut members = w.resolve_members(&t, &ids)?;
+                w.index_group(&t, &group.id, &keys)?;
+                w.put_group(&t, &group)?;
+                for m in &members {
+                    w.put_member(&t, &group.id, m)?;
+                }
+                members.sort_by(|a, b| a.value.cmp(&b.value));
+                group.members = members;
+                Ok(group)
+            })
+        })
+        .await
+    }
+
+    async fn get_group(&self, tenant: &str, id: &str) -> DirectoryResult<Option<Group>> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        run(self, move |db| read_group(db, &t, &id)).await
+    }
+
+    async fn group_by_display_name(
+        &self,
+        tenant: &str,
+        display_name: &str,
+    ) -> DirectoryResult<Option<Group>> {
+        let (t, key) = (tenant.to_string(), rules::fold(display_name));
+        run(self, move |db| group_via(db, GROUP_NAMES, &t, &key)).await
+    }
+
+    async fn group_by_external_id(
+        &self,
+        tenant: &str,
+        external_id: &str,
+    ) -> DirectoryResult<Option<Group>> {
+        let (t, key) = (tenant.to_string(), external_id.to_string());
+        run(self, move |db| group_via(db, GROUP_EXTERNAL_IDS, &t, &key)).await
+    }
+
+    async fn replace_group(
+        &self,
+        tenant: &str,
+        mut group: Group,
+        expected_version: Option<u64>,
+    ) -> DirectoryResult<Group> {
+        rules::validate_group(tenant, &mut group)?;
+        let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let t = group.tenant.clone();
+                let current = w
+                    .group(&t, &group.id)?
+                    .ok_or(DirectoryError::NotFound { what: "group" })?;
+                rules::check_version(current.meta.version, expected_version)?;
+                let (old, new) = (GroupKeys::of(&current), GroupKeys::of(&group));
+                w.check_group_keys(&t, &group.id, &new)?;
+                let mut members = w.resolve_members(&t, &ids)?;
+                w.unindex_group(&t, &group.id, &old)?;
+                w.index_group(&t, &group.id, &new)?;
+                let keep: std::collections::HashSet<&str> =
+                    ids.iter().map(String::as_str).collect();
+                for old_id in w.member_ids(&t, &group.id)? {
+                    if !keep.contains(old_id.as_str()) {
+                        w.remove_member(&t, &group.id, &old_id)?;
+                    }
+                }
+                for m in &members {
+                    w.put_member(&t, &group.id, m)?;
+                }
+                group.meta = rules::next_meta(&current.meta, now);
+                w.put_group(&t, &group)?;
+                members.sort_by(|a, b| a.value.cmp(&b.value));
+                group.members = members;
+                Ok(group)
+            })
+        })
+        .await
+    }
+
+    async fn delete_group(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let current = w
+                    .group(&t, &id)?
+                    .ok_or(DirectoryError::NotFound { what: "group" })?;
+                w.unindex_group(&t, &id, &GroupKeys::of(&current))?;
+                for m in w.member_ids(&t, &id)? {
+                    w.remove_member(&t, &id, &m)?;
+                }
+                w.groups.remove((t.as_str(), id.as_str())).map_err(err)?;
+                w.leave_all_groups(&t, &id, now)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn add_members(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        member_ids: &[String],
+    ) -> DirectoryResult<MembershipChange> {
+        let ids = rules::member_ids(group_id, member_ids.iter().map(String::as_str))?;
+        let (t, gid) = (tenant.to_string(), group_id.to_string());
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let current = w
+                    .group(&t, &gid)?
+                    .ok_or(DirectoryError::NotFound { what: "group" })?;
+                let members = w.resolve_members(&t, &ids)?;
+                let mut changed = Vec::new();
+                for m in &members {
+                    if w.add_member(&t, &gid, m)? {
+                        changed.push(m.value.clone());
+                    }
+                }
+                let version = if changed.is_empty() {
+                    current.meta.version
+                } else {
+                    w.bump_group(&t, &gid, now)?
+                };
+                Ok(MembershipChange { changed, version })
+            })
+        })
+        .await
+    }
+
+    async fn remove_members(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        member_ids: &[String],
+    ) -> DirectoryResult<MembershipChange> {
+        let ids = rules::removal_ids(member_ids.iter().map(String::as_str));
+        let (t, gid) = (tenant.to_string(), group_id.to_string());
+        let now = now_ms();
+        run(self, move |db| {
+            write(db, |w| {
+                let current = w
+                    .group(&t, &gid)?
+                    .ok_or(DirectoryError::NotFound { what: "group" })?;
+                let mut changed = Vec::new();
+                for id in ids {
+                    if w.remove_member(&t, &gid, &id)? {
+                        changed.push(id);
+                    }
+                }
+                let version = if changed.is_empty() {
+                    current.meta.version
+                } else {
+                    w.bump_group(&t, &gid, now)?
+                };
+                Ok(MembershipChange { changed, version })
+            })
+        })
+        .await
+    }
+
+    async fn list_groups(&self, tenant: &str) -> DirectoryResult<Vec<Group>> {
+        let t = tenant.to_string();
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let groups = txn.open_table(GROUPS).map_err(err)?;
+            let members = txn.open_table(MEMBERS).map_err(err)?;
+            let mut out = Vec::new();
+            for entry in groups.range((t.as_str(), "")..).map_err(err)? {
+                let (k, v) = entry.map_err(err)?;
+                if k.value().0 != t {
+                    break;
+                }
+                let mut g: Group = decode(v.value())?;
+                g.members = load_members(&members, &t, &g.id)?;
+                out.push(g);
+            }
+            rules::sort_groups(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn groups_of_user(
+        &self,
+        tenant: &str,
+        member_id: &str,
+    ) -> DirectoryResult<Vec<GroupRef>> {
+        let (t, id) = (tenant.to_string(), member_id.to_string());
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let member_of = txn.open_multimap_table(MEMBER_OF).map_err(err)?;
+            let groups = txn.open_table(GROUPS).map_err(err)?;
+            let mut out = Vec::new();
+            for gid in member_of.get((t.as_str(), id.as_str())).map_err(err)? {
+                let gid = gid.map_err(err)?;
+                if let Some(g) = load::<Group>(&groups, &t, gid.value())? {
+                    out.push(g.summary());
+                }
+            }
+            rules::sort_group_refs(&mut out);
+            Ok(out)
+        })
+        .await
+    }
+}

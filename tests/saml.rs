@@ -1,0 +1,730 @@
+//! SAML sign-in through a running gateway: the full SP-initiated flow,
+//! IdP-initiated sign-in, and one test per refusal, each checking the
+//! status and the reason logged next to the page's reference id.
+
+mod support;
+
+use chrono::{Duration, Utc};
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use support::idp::*;
+use support::*;
+
+struct Env {
+    app: RecordingApp,
+    gw: Gateway,
+    idp: TestIdp,
+    acs: String,
+    entity: String,
+    _dir: tempfile::TempDir,
+}
+
+fn env_with(idp_extra: &str, saml_extra: &str) -> Env {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let idp = TestIdp::new("https://idp.example.test/metadata");
+    let cert = idp.write_cert(dir.path(), "idp.pem");
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!(
+        "[saml]\n{saml_extra}\n{}",
+        idp.idp_toml(
+            "testidp",
+            &cert,
+            &format!("domains = [\"example.com\"]\ntenant = \"acme\"\n{idp_extra}")
+        )
+    );
+    let gw = Gateway::start(o);
+    let entity = format!("http://localhost:{}", gw.port);
+    Env {
+        acs: format!("{entity}/.portcullis/saml/acs"),
+        entity,
+        app,
+        gw,
+        idp,
+        _dir: dir,
+    }
+}
+
+fn env() -> Env {
+    env_with("", "")
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+impl Env {
+    fn opts(&self, in_response_to: Option<&str>) -> ResponseOpts<'_> {
+        ResponseOpts::new(&self.acs, &self.entity, in_response_to)
+    }
+
+    /// Starts a sign-in; returns (AuthnRequest id, login binding cookie).
+    async fn begin(&self, rd: &str) -> (String, String) {
+        let url = format!("{}?rd={}", self.gw.url("/.portcullis/login"), urlencode(rd));
+        let r = client().get(url).send().await.unwrap();
+        assert_eq!(r.status(), 302, "login redirects to the IdP");
+        let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+        assert!(
+            location.starts_with("https://idp.example.test/sso/testidp?SAMLRequest="),
+            "{location}"
+        );
+        let binding = r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("portcullis_login="))
+            .expect("login binding cookie");
+        assert!(
+            binding.contains("SameSite=None")
+                && binding.contains("Secure")
+                && binding.contains("HttpOnly"),
+            "{binding}"
+        );
+        let (id, xml) = authn_request_from_url(&location);
+        assert!(xml.contains(&self.acs), "AuthnRequest names our ACS: {xml}");
+        assert!(id.len() >= 33, "128-bit request id: {id}");
+        (id, cookie_pair(&binding))
+    }
+
+    async fn post(
+        &self,
+        b64: &str,
+        cookie: Option<&str>,
+        relay: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![("SAMLResponse", b64.to_string())];
+        if let Some(r) = relay {
+            form.push(("RelayState", r.to_string()));
+        }
+        let mut rb = client()
+            .post(self.gw.url("/.portcullis/saml/acs"))
+            .form(&form);
+        if let Some(c) = cookie {
+            rb = rb.header(COOKIE, c);
+        }
+        rb.send().await.unwrap()
+    }
+
+    /// Posts and expects a refusal with `status`; returns the logged reason.
+    async fn refused(&self, b64: &str, cookie: Option<&str>, status: u16) -> String {
+        let r = self.post(b64, cookie, None).await;
+        assert_eq!(r.status(), status);
+        assert!(r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("portcullis_session=")));
+        let page = r.text().await.unwrap();
+        assert!(page.contains("Sign-in failed"), "{page}");
+        let reference = page
+            .split("<code>")
+            .nth(1)
+            .unwrap()
+            .split("</code>")
+            .next()
+            .unwrap()
+            .to_string();
+        // The log line is written before the response; allow for buffering.
+        for _ in 0..50 {
+            let log = self.gw.log();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains(&reference) && l.contains("reason="))
+            {
+                return line
+                    .split("reason=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_matches('"')
+                    .to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no log line for reference {reference}:\n{}", self.gw.log());
+    }
+
+    /// A fresh pending request and the response to it, refused with `reason`.
+    async fn assert_refused(&self, edit: impl FnOnce(&mut ResponseOpts), reason: &str) {
+        let (id, cookie) = self.begin("/").await;
+        let mut o = self.opts(Some(&id));
+        edit(&mut o);
+        let got = self
+            .refused(&self.idp.response_b64(&o), Some(&cookie), 400)
+            .await;
+        assert_eq!(got, reason);
+        assert_eq!(self.app.count(), 0);
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn full_sp_initiated_flow_signs_in_and_forwards_the_asserted_identity() {
+    let e = env();
+    // The app URL sends the browser to the login page...
+    let r = client()
+        .get(e.gw.url("/reports/q3?view=full"))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let login = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert_eq!(login, "/.portcullis/login?rd=%2Freports%2Fq3%3Fview%3Dfull");
+    // ...which (one IdP) redirects straight to the IdP with an AuthnRequest.
+    let (id, binding) = e.begin("/reports/q3?view=full").await;
+    // The IdP answers; the browser POSTs it to the ACS.
+    let r = e
+        .post(
+            &e.idp.response_b64(&e.opts(Some(&id))),
+            Some(&binding),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    assert_eq!(r.headers()[LOCATION], "/reports/q3?view=full");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("portcullis_session="))
+        .expect("session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(
+        cookies.iter().any(|c| c.starts_with("portcullis_login=;")),
+        "binding cookie cleared"
+    );
+
+    let r = client()
+        .get(e.gw.url("/reports/q3?view=full"))
+        .header(COOKIE, cookie_pair(session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let jwt = e
+        .app
+        .last()
+        .one("x-portcullis-jwt-assertion")
+        .unwrap()
+        .to_string();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jwt.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["given_name"], "Alice");
+    assert_eq!(claims["family_name"], "Doe");
+    assert_eq!(claims["name"], "Alice Doe");
+    assert_eq!(claims["groups"], serde_json::json!(["admins", "staff"]));
+    assert_eq!(claims["idp"], "testidp");
+    assert_eq!(claims["tenant"], "acme");
+}
+
+#[tokio::test]
+async fn a_sign_in_rotates_the_session_id() {
+    let e = env();
+    let old = e.gw.login(alice()).await;
+    let (id, binding) = e.begin("/").await;
+    let r = e
+        .post(
+            &e.idp.response_b64(&e.opts(Some(&id))),
+            Some(&format!("{binding}; {old}")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let new = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("portcullis_session="))
+        .unwrap();
+    assert_ne!(cookie_pair(&new), old);
+    let r = client()
+        .get(e.gw.url("/x"))
+        .header(COOKIE, &old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the pre-login session id is dead");
+}
+
+#[tokio::test]
+async fn idp_initiated_sign_in_is_accepted_when_allowed() {
+    let e = env();
+    let b64 = e.idp.response_b64(&e.opts(None));
+    let r = e.post(&b64, None, Some("/dashboard")).await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    assert_eq!(r.headers()[LOCATION], "/dashboard");
+    // An off-site RelayState is never followed.
+    let r = e
+        .post(
+            &e.idp.response_b64(&e.opts(None)),
+            None,
+            Some("//evil.example/x"),
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/");
+}
+
+#[tokio::test]
+async fn idp_initiated_sign_in_is_refused_when_not_allowed() {
+    let e = env_with("allow_idp_initiated = false", "");
+    let got = e
+        .refused(&e.idp.response_b64(&e.opts(None)), None, 400)
+        .await;
+    assert_eq!(got, "idp_initiated_refused");
+}
+
+#[tokio::test]
+async fn refuses_unsigned_response_and_assertion() {
+    env()
+        .assert_refused(
+            |o| {
+                o.sign_response = false;
+                o.sign_assertion = false;
+            },
+            "unsigned",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn refuses_a_response_signed_by_another_key() {
+    let e = env();
+    let attacker = TestIdp::new("https://idp.example.test/metadata");
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.signer = Some(&attacker);
+    assert_eq!(
+        e.refused(&e.idp.response_b64(&o), Some(&cookie), 400).await,
+        "bad_signature"
+    );
+}
+
+#[tokio::test]
+async fn refuses_content_altered_after_signing() {
+    let e = env();
+    let (id, cookie) = e.begin("/").await;
+    let xml = e
+        .idp
+        .response_xml(&e.opts(Some(&id)))
+        .replace("alice@example.com", "mallory@example.com");
+    assert_eq!(
+        e.refused(&b64(&xml), Some(&cookie), 400).await,
+        "bad_signature"
+    );
+}
+
+#[tokio::test]
+async fn refuses_xsw_signed_assertion_moved_into_extensions() {
+    let e = env();
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.sign_response = false;
+    let signed = e.idp.assertion(&o);
+    let mut evil = e.opts(Some(&id));
+    evil.sign_assertion = false;
+    evil.sign_response = false;
+    evil.name_id = "mallory@example.com".into();
+    let evil_assertion = e.idp.assertion(&evil);
+    let xml = e.idp.wrap(&evil, &evil_assertion).replacen(
+        "<samlp:Status>",
+        &format!("<samlp:Extensions>{signed}</samlp:Extensions><samlp:Status>"),
+        1,
+    );
+    assert_eq!(e.refused(&b64(&xml), Some(&cookie), 400).await, "malformed");
+}
+
+#[tokio::test]
+async fn refuses_xsw_evil_assertion_before_or_after_the_signed_one() {
+    let e = env();
+    for before in [true, false] {
+        let (id, cookie) = e.begin("/").await;
+        let mut o = e.opts(Some(&id));
+        o.sign_response = false;
+        let signed = e.idp.assertion(&o);
+        let mut evil = e.opts(Some(&id));
+        evil.sign_assertion = false;
+        evil.sign_response = false;
+        evil.name_id = "mallory@example.com".into();
+        let evil_assertion = e.idp.assertion(&evil);
+        let both = if before {
+            format!("{evil_assertion}{signed}")
+        } else {
+            format!("{signed}{evil_assertion}")
+        };
+        let xml = e.idp.wrap(&evil, &both);
+        assert_eq!(
+            e.refused(&b64(&xml), Some(&cookie), 400).await,
+            "malformed",
+            "before={before}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_xsw_signed_response_wrapped_by_an_unsigned_one() {
+    let e = env();
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.sign_assertion = false;
+    let genuine = e.idp.response_xml(&o);
+    let mut evil = e.opts(Some(&id));
+    evil.sign_assertion = false;
+    evil.sign_response = false;
+    evil.name_id = "mallory@example.com".into();
+    let evil_assertion = e.idp.assertion(&evil);
+    let xml = e.idp.wrap(
+        &evil,
+        &format!("{evil_assertion}<samlp:Extensions>{genuine}</samlp:Extensions>"),
+    );
+    let reason = e.refused(&b64(&xml), Some(&cookie), 400).await;
+    assert!(
+        ["malformed", "unsigned"].contains(&reason.as_str()),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_comment_injected_into_the_name_id() {
+    let e = env();
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.name_id = "user@evil.com.example.com".into();
+    let xml = e.idp.response_xml(&o).replace(
+        "user@evil.com.example.com",
+        "user@evil.com<!---->.example.com",
+    );
+    assert_eq!(
+        e.refused(&b64(&xml), Some(&cookie), 400).await,
+        "xml_comment"
+    );
+}
+
+#[tokio::test]
+async fn refuses_wrong_issuer() {
+    let e = env();
+    e.assert_refused(
+        |o| o.issuer = Some("https://other-idp.example/".into()),
+        "unknown_issuer",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn refuses_wrong_or_missing_audience() {
+    let e = env();
+    e.assert_refused(
+        |o| o.audience = Some("https://another-sp.example".into()),
+        "audience_mismatch",
+    )
+    .await;
+    e.assert_refused(|o| o.audience = None, "audience_mismatch")
+        .await;
+}
+
+#[tokio::test]
+async fn refuses_wrong_destination() {
+    env()
+        .assert_refused(
+            |o| o.destination = Some("https://evil.example/acs".into()),
+            "destination_mismatch",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn refuses_wrong_recipient() {
+    env()
+        .assert_refused(
+            |o| o.recipient = "https://evil.example/acs".into(),
+            "recipient_mismatch",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn expiry_is_judged_with_the_configured_clock_skew() {
+    let e = env();
+    // Expired 5 minutes ago: outside the 2-minute skew.
+    e.assert_refused(
+        |o| {
+            o.not_on_or_after = Utc::now() - Duration::minutes(5);
+            o.issue_instant = Utc::now() - Duration::minutes(6);
+            o.not_before = Utc::now() - Duration::minutes(7);
+        },
+        "expired",
+    )
+    .await;
+    // Not valid for another 5 minutes: outside the skew.
+    e.assert_refused(
+        |o| o.not_before = Utc::now() + Duration::minutes(5),
+        "not_yet_valid",
+    )
+    .await;
+    // Within the skew both are accepted.
+    for edit in [0, 1] {
+        let (id, cookie) = e.begin("/").await;
+        let mut o = e.opts(Some(&id));
+        if edit == 0 {
+            o.not_on_or_after = Utc::now() - Duration::seconds(60);
+        } else {
+            o.not_before = Utc::now() + Duration::seconds(60);
+        }
+        let r = e.post(&e.idp.response_b64(&o), Some(&cookie), None).await;
+        assert_eq!(r.status(), 303, "within skew (case {edit}): {}", e.gw.log());
+    }
+}
+
+#[tokio::test]
+async fn refuses_a_replayed_assertion() {
+    let e = env();
+    let b64 = e.idp.response_b64(&e.opts(None));
+    assert_eq!(e.post(&b64, None, None).await.status(), 303);
+    assert_eq!(e.refused(&b64, None, 400).await, "replay");
+}
+
+#[tokio::test]
+async fn refuses_unknown_and_reused_in_response_to() {
+    let e = env();
+    e.assert_refused(
+        |o| o.in_response_to = Some("_never-issued".into()),
+        "in_response_to",
+    )
+    .await;
+    let (id, cookie) = e.begin("/").await;
+    assert_eq!(
+        e.post(&e.idp.response_b64(&e.opts(Some(&id))), Some(&cookie), None)
+            .await
+            .status(),
+        303
+    );
+    // A second, fresh response to the same request: the request was consumed.
+    assert_eq!(
+        e.refused(&e.idp.response_b64(&e.opts(Some(&id))), Some(&cookie), 400)
+            .await,
+        "in_response_to"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_response_from_another_browser() {
+    let e = env();
+    let (id, _cookie) = e.begin("/").await;
+    let b64 = e.idp.response_b64(&e.opts(Some(&id)));
+    assert_eq!(
+        e.refused(&b64, Some("portcullis_login=someone-else"), 400)
+            .await,
+        "browser_binding"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_failed_status() {
+    env()
+        .assert_refused(
+            |o| o.status = "urn:oasis:names:tc:SAML:2.0:status:Requester".into(),
+            "status_not_success",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn refuses_doctype_and_entity_expansion() {
+    let e = env();
+    let (id, cookie) = e.begin("/").await;
+    let xml = e.idp.response_xml(&e.opts(Some(&id)));
+    let bomb = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;\">]>{}",
+        xml.replace("alice@example.com</saml:NameID>", "&b;</saml:NameID>")
+    );
+    assert_eq!(e.refused(&b64(&bomb), Some(&cookie), 400).await, "dtd");
+}
+
+#[tokio::test]
+async fn refuses_sha1_signatures() {
+    env()
+        .assert_refused(|o| o.sha1 = true, "sha1_refused")
+        .await;
+}
+
+#[tokio::test]
+async fn refuses_an_oversized_body() {
+    let e = env();
+    let huge = "A".repeat(300 * 1024);
+    assert_eq!(e.refused(&huge, None, 413).await, "too_large");
+    // Above the gateway's own body limit the ACS never reads it.
+    let r = e.post(&"A".repeat(2 * 1024 * 1024), None, None).await;
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn refuses_an_assertion_only_signature_when_the_response_must_be_signed() {
+    env_with("require_signature = \"response\"", "")
+        .assert_refused(|o| o.sign_response = false, "unsigned")
+        .await;
+}
+
+#[tokio::test]
+async fn open_redirects_are_not_kept_as_return_targets() {
+    let e = env();
+    for bad in [
+        "//evil.example/x",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\\evil.example",
+    ] {
+        let (id, cookie) = e.begin(bad).await;
+        let r = e
+            .post(&e.idp.response_b64(&e.opts(Some(&id))), Some(&cookie), None)
+            .await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()[LOCATION], "/", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn domain_routing_picks_the_idp_or_says_domain_not_configured() {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestIdp::new("https://idp-a.example/");
+    let b = TestIdp::new("https://idp-b.example/");
+    let ca = a.write_cert(dir.path(), "a.pem");
+    let cb = b.write_cert(dir.path(), "b.pem");
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!(
+        "[saml]\n{}{}",
+        a.idp_toml(
+            "jumpcloud",
+            &ca,
+            "display_name = \"JumpCloud\"\ndomains = [\"Acme.com\"]"
+        ),
+        b.idp_toml(
+            "okta",
+            &cb,
+            "display_name = \"Okta\"\ndomains = [\"globex.com\"]"
+        )
+    );
+    let gw = Gateway::start(o);
+    let c = client();
+    let page = c
+        .get(gw.url("/.portcullis/login?rd=%2Fx"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Work email") && html.contains("JumpCloud") && html.contains("Okta"),
+        "{html}"
+    );
+    for (email, idp) in [("bob@ACME.com", "jumpcloud"), ("carol@globex.com", "okta")] {
+        let r = c
+            .get(gw.url(&format!(
+                "/.portcullis/login?email={}&rd=%2Fx",
+                urlencode(email)
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        assert!(r.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("https://idp.example.test/sso/{idp}?")));
+    }
+    let r = c
+        .get(gw.url("/.portcullis/login?email=dave%40unknown.org"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Domain not configured"));
+    let r = c
+        .get(gw.url("/.portcullis/login?idp=okta"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let r = c
+        .get(gw.url("/.portcullis/login?idp=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn sp_metadata_describes_the_acs_and_entity_id() {
+    let e = env();
+    let r = client()
+        .get(e.gw.url("/.portcullis/saml/metadata"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let xml = r.text().await.unwrap();
+    assert!(xml.contains(&format!("entityID=\"{}\"", e.entity)), "{xml}");
+    assert!(xml.contains(&format!("Location=\"{}\"", e.acs)), "{xml}");
+    assert!(xml.contains("WantAssertionsSigned=\"true\""));
+    assert!(xml.contains("nameid-format:emailAddress"));
+    let out = std::process::Command::new(bin())
+        .args(["metadata", "-c"])
+        .arg(&e.gw.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), xml);
+}
+
+#[tokio::test]
+async fn optional_mode_lets_anonymous_requests_through_without_identity() {
+    let e = env_with("", "mode = \"optional\"");
+    let r = client()
+        .get(e.gw.url("/legacy-login"))
+        .header("X-Portcullis-User", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = e.app.last();
+    assert!(seen.all("x-portcullis-user").is_empty());
+    assert!(seen.all("x-portcullis-jwt-assertion").is_empty());
+}
+
+#[tokio::test]
+async fn bypass_paths_skip_sign_in_in_enforce_mode() {
+    let e = env_with("", "bypass = [\"/break-glass/*\"]");
+    let r = client()
+        .get(e.gw.url("/break-glass/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client().get(e.gw.url("/other")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
