@@ -19,11 +19,18 @@ struct Env {
 }
 
 fn env_with(idp_extra: &str, saml_extra: &str) -> Env {
+    env_on(idp_extra, saml_extra, None)
+}
+
+/// With `redis_prefix`, the gateway keeps its directory in Redis, where the
+/// test can read and change it while the gateway runs.
+fn env_on(idp_extra: &str, saml_extra: &str, redis_prefix: Option<String>) -> Env {
     let app = RecordingApp::start();
     let dir = tempfile::tempdir().unwrap();
     let idp = TestIdp::new("https://idp.example.test/metadata");
     let cert = idp.write_cert(dir.path(), "idp.pem");
     let mut o = GatewayOpts::new(&app.url());
+    o.redis_prefix = redis_prefix;
     o.extra = format!(
         "[saml]\n{saml_extra}\n{}",
         idp.idp_toml(
@@ -574,8 +581,10 @@ async fn refuses_an_oversized_body() {
     let huge = "A".repeat(300 * 1024);
     assert_eq!(e.refused(&huge, None, 413).await, "too_large");
     // Above the gateway's own body limit the ACS never reads it.
-    let r = e.post(&"A".repeat(2 * 1024 * 1024), None, None).await;
-    assert_eq!(r.status(), 413);
+    assert_eq!(
+        raw_post_declaring(e.gw.port, "/.portcullis/saml/acs", 2 * 1024 * 1024).await,
+        413
+    );
 }
 
 #[tokio::test]
@@ -727,4 +736,139 @@ async fn bypass_paths_skip_sign_in_in_enforce_mode() {
     assert_eq!(r.status(), 200);
     let r = client().get(e.gw.url("/other")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+}
+
+async fn directory(prefix: &str) -> portcullis::store::redis::RedisStore {
+    portcullis::store::redis::RedisStore::connect(&redis_url(), prefix)
+        .await
+        .unwrap()
+}
+
+async fn sign_in(e: &Env, edit: impl FnOnce(&mut ResponseOpts)) -> reqwest::Response {
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    edit(&mut o);
+    e.post(&e.idp.response_b64(&o), Some(&cookie), None).await
+}
+
+fn session_of(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| cookie_pair(v.to_str().unwrap()))
+        .find(|c| c.starts_with("portcullis_session="))
+        .expect("session cookie")
+}
+
+async fn claims_after(e: &Env, session: &str) -> serde_json::Value {
+    let r = client()
+        .get(e.gw.url("/.portcullis/userinfo"))
+        .header(COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn jit_creates_the_user_then_updates_it_on_login() {
+    use portcullis::directory::{DirectoryStore, ProvisionedVia};
+    let prefix = unique_prefix("jit");
+    let e = env_on("", "", Some(prefix.clone()));
+    let r = sign_in(&e, |_| {}).await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    let dir = directory(&prefix).await;
+    let u = dir
+        .user_by_user_name("acme", "alice@example.com")
+        .await
+        .unwrap()
+        .expect("JIT user");
+    assert_eq!(u.provisioned_via, ProvisionedVia::SamlJit);
+    assert_eq!(u.role, "member");
+    assert_eq!(u.idp.as_deref(), Some("testidp"));
+    assert_eq!(u.name.given_name.as_deref(), Some("Alice"));
+    let me = claims_after(&e, &session_of(&r)).await;
+    assert_eq!(me["sub"], u.id.as_str(), "sub is the directory id");
+    assert_eq!(me["roles"], serde_json::json!(["member"]));
+
+    // Next sign-in with a new name updates the record (update_on_login).
+    let r = sign_in(&e, |o| {
+        o.attributes[1] = ("firstName".into(), vec!["Alicia".into()]);
+    })
+    .await;
+    assert_eq!(r.status(), 303);
+    let again = dir
+        .user_by_user_name("acme", "alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, u.id, "same user, not a second one");
+    assert_eq!(again.name.given_name.as_deref(), Some("Alicia"));
+    assert_eq!(
+        claims_after(&e, &session_of(&r)).await["given_name"],
+        "Alicia"
+    );
+}
+
+#[tokio::test]
+async fn directory_groups_are_merged_with_the_asserted_ones() {
+    use portcullis::directory::{DirectoryStore, Group, User};
+    let prefix = unique_prefix("groups");
+    let e = env_on("", "", Some(prefix.clone()));
+    let dir = directory(&prefix).await;
+    let u = dir
+        .create_user("acme", User::new("alice@example.com"))
+        .await
+        .unwrap();
+    let g = dir
+        .create_group(
+            "acme",
+            Group {
+                display_name: "Finance".into(),
+                ..Group::default()
+            },
+        )
+        .await
+        .unwrap();
+    dir.add_members("acme", &g.id, &[u.id.clone()])
+        .await
+        .unwrap();
+    let r = sign_in(&e, |_| {}).await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    let me = claims_after(&e, &session_of(&r)).await;
+    assert_eq!(
+        me["groups"],
+        serde_json::json!(["Finance", "admins", "staff"])
+    );
+    assert_eq!(me["sub"], u.id.as_str());
+}
+
+#[tokio::test]
+async fn a_deactivated_user_is_refused() {
+    use portcullis::directory::{DirectoryStore, User};
+    let prefix = unique_prefix("deact");
+    let e = env_on("", "", Some(prefix.clone()));
+    let dir = directory(&prefix).await;
+    let mut u = dir
+        .create_user("acme", User::new("alice@example.com"))
+        .await
+        .unwrap();
+    u.active = false;
+    dir.replace_user("acme", u, None).await.unwrap();
+    let (id, cookie) = e.begin("/").await;
+    let got = e
+        .refused(&e.idp.response_b64(&e.opts(Some(&id))), Some(&cookie), 403)
+        .await;
+    assert_eq!(got, "user_deactivated");
+}
+
+#[tokio::test]
+async fn without_jit_an_unknown_user_is_refused() {
+    let e = env_with("[saml.idp.jit]\nenabled = false", "");
+    let (id, cookie) = e.begin("/").await;
+    let got = e
+        .refused(&e.idp.response_b64(&e.opts(Some(&id))), Some(&cookie), 403)
+        .await;
+    assert_eq!(got, "user_not_provisioned");
 }

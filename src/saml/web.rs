@@ -435,27 +435,159 @@ async fn accept(
     Ok(resp)
 }
 
-/// Who the signed-in user is for the app.
-async fn resolve_principal(_app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
-    let name =
-        login
-            .display_name
-            .clone()
-            .or_else(|| match (&login.given_name, &login.family_name) {
-                (Some(g), Some(f)) => Some(format!("{g} {f}")),
-                (Some(g), None) => Some(g.clone()),
-                (None, Some(f)) => Some(f.clone()),
-                (None, None) => None,
-            });
-    Ok(Principal {
-        sub: login.name_id.clone(),
-        email: login.email.clone(),
-        name,
+/// Tenant used when an IdP names none.
+pub const DEFAULT_TENANT: &str = "default";
+
+fn dir_err(e: crate::directory::DirectoryError) -> SamlError {
+    match e {
+        crate::directory::DirectoryError::Store(s) => SamlError::Other(format!("store: {s}")),
+        other => SamlError::Other(format!("directory: {other}")),
+    }
+}
+
+fn full_name(login: &Login) -> Option<String> {
+    login
+        .display_name
+        .clone()
+        .or_else(|| match (&login.given_name, &login.family_name) {
+            (Some(g), Some(f)) => Some(format!("{g} {f}")),
+            (Some(g), None) => Some(g.clone()),
+            (None, Some(f)) => Some(f.clone()),
+            (None, None) => None,
+        })
+}
+
+/// The directory user for a verified login: found by userName (the NameID)
+/// or email, created when JIT is on, refreshed when `update_on_login`,
+/// refused when deactivated. Groups are the assertion's plus the
+/// directory's; `sub` is the directory id, stable across IdP attribute changes.
+async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
+    use crate::directory::{DirectoryError, MultiValue, Name, ProvisionedVia, User};
+    let dir = &app.store;
+    let tenant = idp
+        .tenant
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TENANT.to_string());
+    let user_name = login.name_id.clone();
+    let mut user = dir
+        .user_by_user_name(&tenant, &user_name)
+        .await
+        .map_err(dir_err)?;
+    if user.is_none() {
+        if let Some(email) = &login.email {
+            user = dir
+                .users_by_email(&tenant, email)
+                .await
+                .map_err(dir_err)?
+                .into_iter()
+                .find(|u| !u.deleted);
+        }
+    }
+    let wanted_name = Name {
+        formatted: full_name(login),
         given_name: login.given_name.clone(),
         family_name: login.family_name.clone(),
-        groups: login.groups.clone(),
-        roles: vec![idp.jit.default_role.clone()],
-        tenant: idp.tenant.clone(),
+        ..Name::default()
+    };
+    let wanted_emails: Vec<MultiValue> = login
+        .email
+        .iter()
+        .map(|e| MultiValue {
+            value: e.clone(),
+            kind: Some("work".into()),
+            primary: true,
+            display: None,
+        })
+        .collect();
+    let user = match user {
+        Some(u) if !u.active => return Err(SamlError::Deactivated(u.user_name)),
+        Some(mut u) => {
+            let stale = u.name.given_name != wanted_name.given_name
+                || u.name.family_name != wanted_name.family_name
+                || (login.display_name.is_some() && u.display_name != login.display_name)
+                || (login.email.is_some() && u.primary_email() != login.email.as_deref())
+                || u.idp.is_none();
+            if idp.jit.update_on_login && stale {
+                let version = u.meta.version;
+                u.name.given_name = wanted_name.given_name.clone();
+                u.name.family_name = wanted_name.family_name.clone();
+                u.name.formatted = wanted_name.formatted.clone();
+                if login.display_name.is_some() {
+                    u.display_name = login.display_name.clone();
+                }
+                if let Some(e) = &login.email {
+                    if u.primary_email() != Some(e.as_str()) {
+                        u.emails.retain(|m| !m.value.eq_ignore_ascii_case(e));
+                        for m in &mut u.emails {
+                            m.primary = false;
+                        }
+                        u.emails.insert(0, wanted_emails[0].clone());
+                    }
+                }
+                u.idp.get_or_insert_with(|| idp.id.clone());
+                u.name_id.get_or_insert_with(|| login.name_id.clone());
+                match dir.replace_user(&tenant, u.clone(), Some(version)).await {
+                    Ok(updated) => updated,
+                    // Changed concurrently (e.g. by SCIM): sign in with what is stored.
+                    Err(DirectoryError::VersionMismatch { .. }) => u,
+                    Err(e) => return Err(dir_err(e)),
+                }
+            } else {
+                u
+            }
+        }
+        None if !idp.jit.enabled => return Err(SamlError::NotProvisioned(user_name)),
+        None => {
+            let new = User {
+                name: wanted_name,
+                display_name: login.display_name.clone().or_else(|| full_name(login)),
+                emails: wanted_emails,
+                role: idp.jit.default_role.clone(),
+                provisioned_via: ProvisionedVia::SamlJit,
+                idp: Some(idp.id.clone()),
+                name_id: Some(login.name_id.clone()),
+                ..User::new(user_name.clone())
+            };
+            match dir.create_user(&tenant, new).await {
+                Ok(u) => {
+                    tracing::info!(idp = %idp.id, %tenant, user = %u.id, user_name = %u.user_name, "JIT-provisioned user");
+                    u
+                }
+                // Created concurrently by another sign-in or by SCIM: use that one.
+                Err(DirectoryError::Conflict { .. }) => dir
+                    .user_by_user_name(&tenant, &user_name)
+                    .await
+                    .map_err(dir_err)?
+                    .ok_or_else(|| SamlError::Other("user vanished after a conflict".into()))?,
+                Err(e) => return Err(dir_err(e)),
+            }
+        }
+    };
+    let mut groups = login.groups.clone();
+    for g in dir
+        .groups_of_user(&tenant, &user.id)
+        .await
+        .map_err(dir_err)?
+    {
+        groups.push(g.display_name);
+    }
+    groups.sort();
+    groups.dedup();
+    Ok(Principal {
+        sub: user.id.clone(),
+        email: user
+            .primary_email()
+            .map(str::to_string)
+            .or_else(|| login.email.clone()),
+        name: user
+            .display_name
+            .clone()
+            .or_else(|| user.name.formatted.clone()),
+        given_name: user.name.given_name.clone(),
+        family_name: user.name.family_name.clone(),
+        groups,
+        roles: vec![user.role.clone()],
+        tenant: Some(tenant),
         idp: Some(idp.id.clone()),
     })
 }
