@@ -831,7 +831,7 @@ async fn directory_groups_are_merged_with_the_asserted_ones() {
         )
         .await
         .unwrap();
-    dir.add_members("acme", &g.id, &[u.id.clone()])
+    dir.add_members("acme", &g.id, std::slice::from_ref(&u.id))
         .await
         .unwrap();
     let r = sign_in(&e, |_| {}).await;
