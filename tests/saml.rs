@@ -872,3 +872,169 @@ async fn without_jit_an_unknown_user_is_refused() {
         .await;
     assert_eq!(got, "user_not_provisioned");
 }
+
+const SLO: &str = "slo_url = \"https://idp.example.test/slo/testidp\"";
+
+fn inflate_param(location: &str, param: &str) -> String {
+    let url = url::Url::parse(location).unwrap();
+    let v = url
+        .query_pairs()
+        .find(|(k, _)| k == param)
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    portcullis::saml::slo::inflate(&v).unwrap()
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_and_sends_a_logout_request_to_the_idp() {
+    let e = env_with(SLO, "");
+    let r = sign_in(&e, |o| o.session_index = "_idx-42".into()).await;
+    let session = session_of(&r);
+    let r = client()
+        .get(e.gw.url("/.portcullis/logout"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://idp.example.test/slo/testidp?SAMLRequest="),
+        "{location}"
+    );
+    let xml = inflate_param(&location, "SAMLRequest");
+    assert!(xml.contains(">alice@example.com</saml:NameID>"), "{xml}");
+    assert!(
+        xml.contains("<samlp:SessionIndex>_idx-42</samlp:SessionIndex>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!("<saml:Issuer>{}</saml:Issuer>", e.entity)),
+        "{xml}"
+    );
+    let r = client()
+        .get(e.gw.url("/.portcullis/userinfo"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the local session ended before the IdP answered"
+    );
+    // The IdP's LogoutResponse lands on the signed-out page.
+    let r = client()
+        .get(e.gw.url("/.portcullis/saml/slo?SAMLResponse=abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("signed out"));
+}
+
+#[tokio::test]
+async fn an_idp_logout_request_ends_that_users_sessions_and_is_answered() {
+    let e = env_with(SLO, "");
+    let one = session_of(&sign_in(&e, |_| {}).await);
+    let two = session_of(&sign_in(&e, |_| {}).await);
+    let (id, path) =
+        e.idp
+            .logout_redirect("/.portcullis/saml/slo", "alice@example.com", None, true);
+    let r = client().get(e.gw.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{}", e.gw.log());
+    let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://idp.example.test/slo/testidp?SAMLResponse="),
+        "{location}"
+    );
+    assert!(location.contains("RelayState=back-to-idp"));
+    let xml = inflate_param(&location, "SAMLResponse");
+    assert!(
+        xml.contains(&format!("InResponseTo=\"{id}\"")) && xml.contains("status:Success"),
+        "{xml}"
+    );
+    for s in [&one, &two] {
+        let r = client()
+            .get(e.gw.url("/.portcullis/userinfo"))
+            .header(COOKIE, s)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+}
+
+#[tokio::test]
+async fn an_idp_logout_request_on_the_post_binding_is_verified_and_honoured() {
+    let e = env_with(SLO, "");
+    let session = session_of(&sign_in(&e, |_| {}).await);
+    let (_, b64) = e.idp.logout_post_b64(
+        &format!("{}/.portcullis/saml/slo", e.entity),
+        "alice@example.com",
+    );
+    let r = client()
+        .post(e.gw.url("/.portcullis/saml/slo"))
+        .form(&[("SAMLRequest", b64)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{}", e.gw.log());
+    let r = client()
+        .get(e.gw.url("/.portcullis/userinfo"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn forged_logout_requests_are_refused_and_end_nothing() {
+    let e = env_with(SLO, "");
+    let session = session_of(&sign_in(&e, |_| {}).await);
+    let attacker = TestIdp::new(&e.idp.entity_id);
+    let (_, unsigned) =
+        e.idp
+            .logout_redirect("/.portcullis/saml/slo", "alice@example.com", None, false);
+    let (_, forged) =
+        attacker.logout_redirect("/.portcullis/saml/slo", "alice@example.com", None, true);
+    let sha1 = format!(
+        "{unsigned}&SigAlg={}&Signature=AAAA",
+        urlencode("http://www.w3.org/2000/09/xmldsig#rsa-sha1")
+    );
+    for (path, reason) in [
+        (unsigned, "unsigned"),
+        (forged, "bad_signature"),
+        (sha1, "sha1_refused"),
+    ] {
+        let r = client().get(e.gw.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{reason}");
+        let page = r.text().await.unwrap();
+        let reference = page
+            .split("<code>")
+            .nth(1)
+            .unwrap()
+            .split("</code>")
+            .next()
+            .unwrap()
+            .to_string();
+        let log = e.gw.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&reference))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            line.contains(&format!("reason=\"{reason}\"")),
+            "{reason}: {line}"
+        );
+    }
+    let r = client()
+        .get(e.gw.url("/.portcullis/userinfo"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "no forged request ended the session");
+}

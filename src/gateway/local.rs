@@ -167,6 +167,9 @@ pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
         "/login" if get_like => crate::saml::web::login(app, &req).await,
         "/saml/acs" if req.method == Method::POST => crate::saml::web::acs(app, &req).await,
         "/saml/metadata" if get_like => crate::saml::web::metadata(app),
+        "/saml/slo" if get_like || req.method == Method::POST => {
+            crate::saml::web::slo(app, &req).await
+        }
         "/saml/acs" => method_not_allowed("POST"),
         "/saml/metadata" => method_not_allowed("GET, HEAD"),
         "/logout" if get_like || req.method == Method::POST => logout(app, &req).await,
@@ -250,9 +253,17 @@ fn userinfo(req: &LocalRequest) -> LocalResponse {
 }
 
 async fn logout(app: &App, req: &LocalRequest) -> LocalResponse {
+    let mut idp_redirect = None;
     if let Some(s) = &req.session {
         match app.sessions.revoke(&s.key).await {
-            Ok(_) => tracing::info!(sid = s.key.sid(), sub = %s.principal().sub, "signed out"),
+            Ok(_) => {
+                tracing::info!(sid = s.key.sid(), sub = %s.principal().sub, "signed out");
+                idp_redirect = s
+                    .record
+                    .sso
+                    .as_ref()
+                    .and_then(|l| crate::saml::web::idp_logout_redirect(app, l));
+            }
             Err(e) => {
                 let reference = pages::reference_id();
                 tracing::error!(reference, error = %e, "sign-out could not reach the session store");
@@ -260,14 +271,16 @@ async fn logout(app: &App, req: &LocalRequest) -> LocalResponse {
             }
         }
     }
-    LocalResponse::html(
-        200,
-        pages::signed_out_page(&format!("{}/login", app.prefix)),
-    )
-    .with_header(
-        http::header::SET_COOKIE,
-        cookie::clear_cookie(app.sessions.settings()),
-    )
+    let clear = cookie::clear_cookie(app.sessions.settings());
+    match idp_redirect {
+        // Single logout: the IdP ends its session and sends the browser back to /saml/slo.
+        Some(url) => LocalResponse::redirect(&url).with_header(http::header::SET_COOKIE, clear),
+        None => LocalResponse::html(
+            200,
+            pages::signed_out_page(&format!("{}/login", app.prefix)),
+        )
+        .with_header(http::header::SET_COOKIE, clear),
+    }
 }
 
 /// First value of `name` in a query string, percent-decoded.

@@ -57,7 +57,8 @@ pub struct Idp {
     pub sp: ServiceProvider,
     /// Validates unsolicited (IdP-initiated) responses.
     pub sp_unsolicited: ServiceProvider,
-    pub signing_certs: usize,
+    /// The configured signing certificates (the only keys trusted for this IdP).
+    pub certs: Vec<samael::crypto::CertificateDer>,
 }
 
 /// All IdPs and the SP settings.
@@ -369,6 +370,6 @@ fn build_idp(sp: &SpSettings, c: &IdpConfig) -> Result<Idp, (String, String)> {
         jit: c.jit.clone(),
         sp: strict,
         sp_unsolicited: unsolicited,
-        signing_certs: certs.len(),
+        certs,
     })
 }

@@ -8,6 +8,7 @@
 pub mod idp;
 pub mod metadata;
 pub mod response;
+pub mod slo;
 pub mod web;
 
 use crate::config::{Config, Problem, SamlConfig};

@@ -403,9 +403,15 @@ async fn accept(
     let principal = resolve_principal(app, &idp, &login)
         .await
         .map_err(|e| (idp_id.clone(), e, None))?;
+    let link = crate::session::SsoLink {
+        idp: idp.id.clone(),
+        name_id: login.name_id.clone(),
+        name_id_format: login.name_id_format.clone(),
+        session_index: login.session_index.clone(),
+    };
     let (id, live) = app
         .sessions
-        .create(principal, "saml", req.session_id.as_ref())
+        .create_linked(principal, "saml", req.session_id.as_ref(), Some(link))
         .await
         .map_err(|e| {
             (
@@ -590,6 +596,158 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
         tenant: Some(tenant),
         idp: Some(idp.id.clone()),
     })
+}
+
+/// Where `/.portcullis/logout` sends the browser after ending a SAML
+/// session: the IdP's SLO endpoint with a LogoutRequest, when it has one.
+pub fn idp_logout_redirect(app: &App, link: &crate::session::SsoLink) -> Option<String> {
+    let reg = registry(app)?;
+    let idp = reg.by_id(&link.idp)?;
+    match super::slo::logout_request_url(&reg.sp, idp, link) {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::warn!(idp = %idp.id, error = %e, "cannot build the LogoutRequest; signing out locally only");
+            None
+        }
+    }
+}
+
+/// `GET|POST /.portcullis/saml/slo`: an IdP's LogoutRequest (end that
+/// user's sessions here, answer a LogoutResponse) or its LogoutResponse to ours.
+pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
+    let Some(reg) = registry(app) else {
+        return LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"}));
+    };
+    let post = req.method == http::Method::POST;
+    let params: Vec<(String, String)> = if post {
+        url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect()
+    } else {
+        url::form_urlencoded::parse(req.query.as_deref().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect()
+    };
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let signed_out = || {
+        LocalResponse::html(
+            200,
+            pages::signed_out_page(&format!("{}/login", app.prefix)),
+        )
+        .with_header(
+            http::header::SET_COOKIE,
+            cookie::clear_cookie(app.sessions.settings()),
+        )
+    };
+    if get("SAMLResponse").is_some() && get("SAMLRequest").is_none() {
+        // The IdP confirms our LogoutRequest; the local session is already gone.
+        return signed_out();
+    }
+    let Some(message) = get("SAMLRequest") else {
+        return failure(
+            app,
+            None,
+            &SamlError::Malformed("no SAMLRequest or SAMLResponse".into()),
+            None,
+        );
+    };
+    let xml = if post {
+        match base64::engine::general_purpose::STANDARD.decode(message.trim()) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(_) => {
+                return failure(
+                    app,
+                    None,
+                    &SamlError::Malformed("SAMLRequest is not base64".into()),
+                    None,
+                )
+            }
+        }
+    } else {
+        match super::slo::inflate(&message) {
+            Ok(x) => x,
+            Err(e) => return failure(app, None, &e, None),
+        }
+    };
+    let issuer = match super::slo::issuer_of(&xml) {
+        Ok(i) => i,
+        Err(e) => return failure(app, None, &e, Some(&xml)),
+    };
+    let Some(idp) = reg.by_entity_id(&issuer).cloned() else {
+        return failure(app, None, &SamlError::UnknownIssuer(issuer), Some(&xml));
+    };
+    let verified = if post {
+        super::slo::verify_post(&idp, &xml)
+    } else {
+        let full = url::Url::parse(&format!(
+            "http://gateway.invalid{}?{}",
+            req.path,
+            req.query.as_deref().unwrap_or_default()
+        ));
+        match full {
+            Ok(u) => super::slo::verify_redirect(&idp, &u, &xml),
+            Err(e) => Err(SamlError::Malformed(e.to_string())),
+        }
+    };
+    let logout = match verified {
+        Ok(l) => l,
+        Err(e) => return failure(app, Some(&idp.id), &e, Some(&xml)),
+    };
+    let revoked = match end_idp_sessions(app, &idp, &logout).await {
+        Ok(n) => n,
+        Err(e) => {
+            let reference = pages::reference_id();
+            tracing::error!(reference, error = %e, "IdP logout could not reach the store");
+            return crate::gateway::local::unavailable(&req.headers, &reference);
+        }
+    };
+    tracing::info!(idp = %idp.id, name_id = %logout.name_id, revoked, "IdP-initiated logout");
+    match super::slo::logout_response_url(&reg.sp, &idp, &logout.id, get("RelayState").as_deref()) {
+        Ok(Some(url)) => LocalResponse::redirect(&url).with_header(
+            http::header::SET_COOKIE,
+            cookie::clear_cookie(app.sessions.settings()),
+        ),
+        Ok(None) => signed_out(),
+        Err(e) => failure(app, Some(&idp.id), &e, None),
+    }
+}
+
+/// Revokes the sessions an IdP LogoutRequest names (all of the user's
+/// sessions from that IdP, or only those with the given SessionIndex).
+async fn end_idp_sessions(
+    app: &App,
+    idp: &Idp,
+    logout: &super::slo::IdpLogout,
+) -> Result<usize, String> {
+    let tenant = idp
+        .tenant
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TENANT.to_string());
+    let user = app
+        .store
+        .user_by_user_name(&tenant, &logout.name_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(user) = user else { return Ok(0) };
+    let sessions = app
+        .sessions
+        .list_user(&user.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for (key, rec) in sessions {
+        let Some(link) = &rec.sso else { continue };
+        let index_matches = logout.session_indexes.is_empty()
+            || link
+                .session_index
+                .as_ref()
+                .is_some_and(|i| logout.session_indexes.contains(i));
+        if link.idp == idp.id && index_matches {
+            app.sessions.revoke(&key).await.map_err(|e| e.to_string())?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// `GET /.portcullis/saml/metadata`

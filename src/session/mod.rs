@@ -100,6 +100,20 @@ pub struct SessionRecord {
     /// How the session was created (`saml`, `admin`), for audit.
     #[serde(default)]
     pub via: String,
+    /// The IdP session this one belongs to, for single logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<SsoLink>,
+}
+
+/// What single logout needs to name an IdP session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoLink {
+    pub idp: String,
+    pub name_id: String,
+    #[serde(default)]
+    pub name_id_format: Option<String>,
+    #[serde(default)]
+    pub session_index: Option<String>,
 }
 
 impl SessionRecord {
@@ -110,6 +124,7 @@ impl SessionRecord {
             last_seen_ms: now,
             expires_ms: now + max_lifetime.as_millis() as u64,
             via: via.to_string(),
+            sso: None,
         }
     }
 
@@ -296,13 +311,25 @@ impl Sessions {
         via: &str,
         previous: Option<&SessionId>,
     ) -> Result<(SessionId, Arc<LiveSession>), SessionError> {
+        self.create_linked(principal, via, previous, None).await
+    }
+
+    /// Like [`Sessions::create`], remembering the IdP session for single logout.
+    pub async fn create_linked(
+        &self,
+        principal: Principal,
+        via: &str,
+        previous: Option<&SessionId>,
+        sso: Option<SsoLink>,
+    ) -> Result<(SessionId, Arc<LiveSession>), SessionError> {
         if let Some(old) = previous {
             self.revoke(&old.key()).await?;
         }
         let id = SessionId::generate();
         let key = id.key();
         let now = now_ms();
-        let rec = SessionRecord::new(principal, now, self.settings.max_lifetime, via);
+        let mut rec = SessionRecord::new(principal, now, self.settings.max_lifetime, via);
+        rec.sso = sso;
         let ttl = rec.store_ttl(now, self.settings.idle_timeout);
         self.store.insert_session(&key, &rec, ttl).await?;
         let live = Arc::new(LiveSession::new(key.clone(), rec));

@@ -14,6 +14,7 @@ pub const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 pub struct TestIdp {
     pub entity_id: String,
+    key: openssl::pkey::PKey<openssl::pkey::Private>,
     key_der: Vec<u8>,
     pub cert_pem: String,
     pub cert_b64: String,
@@ -63,6 +64,7 @@ impl TestIdp {
         Self {
             entity_id: entity_id.to_string(),
             key_der: key.rsa().unwrap().private_key_to_der().unwrap(),
+            key,
             cert_pem: String::from_utf8(cert.to_pem().unwrap()).unwrap(),
             cert_b64: base64::engine::general_purpose::STANDARD.encode(der),
         }
@@ -204,6 +206,70 @@ impl TestIdp {
     /// Base64 of a signed Response, as the IdP POSTs it.
     pub fn response_b64(&self, o: &ResponseOpts) -> String {
         b64(&self.response_xml(o))
+    }
+}
+
+impl TestIdp {
+    fn logout_request_xml(
+        &self,
+        id: &str,
+        destination: &str,
+        name_id: &str,
+        session_index: Option<&str>,
+        signed: bool,
+    ) -> String {
+        let idx = session_index
+            .map(|i| format!("<samlp:SessionIndex>{i}</samlp:SessionIndex>"))
+            .unwrap_or_default();
+        let sig = if signed {
+            self.signature_template(id, false)
+        } else {
+            String::new()
+        };
+        format!(
+            "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{id}\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{destination}\">\
+<saml:Issuer>{}</saml:Issuer>{sig}<saml:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\">{name_id}</saml:NameID>{idx}</samlp:LogoutRequest>",
+            ts(Utc::now()),
+            self.entity_id
+        )
+    }
+
+    /// An IdP-initiated LogoutRequest on the redirect binding, signed
+    /// (SigAlg + Signature) unless `signed` is false. Returns (request id, path+query).
+    pub fn logout_redirect(
+        &self,
+        slo_path: &str,
+        name_id: &str,
+        session_index: Option<&str>,
+        signed: bool,
+    ) -> (String, String) {
+        use std::io::Write;
+        let id = rand_id();
+        let xml = self.logout_request_xml(&id, slo_path, name_id, session_index, false);
+        let mut deflated = Vec::new();
+        {
+            let mut enc =
+                flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
+            enc.write_all(xml.as_bytes()).unwrap();
+        }
+        let mut url = url::Url::parse(&format!("http://gateway.invalid{slo_path}")).unwrap();
+        url.query_pairs_mut()
+            .append_pair(
+                "SAMLRequest",
+                &base64::engine::general_purpose::STANDARD.encode(deflated),
+            )
+            .append_pair("RelayState", "back-to-idp");
+        if signed {
+            url = samael::crypto::sign_url(url, &self.key).unwrap();
+        }
+        (id, format!("{}?{}", url.path(), url.query().unwrap()))
+    }
+
+    /// An IdP-initiated LogoutRequest on the POST binding (enveloped signature).
+    pub fn logout_post_b64(&self, destination: &str, name_id: &str) -> (String, String) {
+        let id = rand_id();
+        let xml = self.logout_request_xml(&id, destination, name_id, None, true);
+        (id.clone(), b64(&self.sign(&xml)))
     }
 }
 

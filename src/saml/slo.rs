@@ -1,0 +1,237 @@
+//! Single logout over the HTTP-Redirect and HTTP-POST bindings: the
+//! LogoutRequest we send when a user signs out here, the LogoutResponse we
+//! answer to an IdP's LogoutRequest, and the verification of an incoming
+//! LogoutRequest (signed with a configured IdP certificate, nothing else).
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMode, UrlVerifier};
+
+use super::idp::{Idp, SpSettings};
+use super::SamlError;
+use crate::gateway::pages::escape;
+use crate::session::SsoLink;
+
+const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+/// Largest inflated SAML message accepted on the redirect binding.
+const MAX_INFLATED: u64 = 256 * 1024;
+
+/// Signature algorithms accepted on the redirect binding (checked before
+/// samael's verifier, which panics on some unknown values).
+const REDIRECT_SIGALGS: [&str; 4] = [
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+];
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn new_id() -> String {
+    let b = crate::secret::random_bytes::<16>();
+    format!(
+        "_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+/// `base` + `?param=<deflated base64 xml>[&RelayState=]`, signed when the SP has a key.
+fn redirect(
+    base: &str,
+    param: &str,
+    xml: &str,
+    relay: Option<&str>,
+    sp: &SpSettings,
+) -> Result<String, SamlError> {
+    let mut deflated = Vec::new();
+    {
+        let mut enc =
+            flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
+        enc.write_all(xml.as_bytes())
+            .map_err(|e| SamlError::Other(e.to_string()))?;
+    }
+    let mut url = url::Url::parse(base).map_err(|e| SamlError::Other(format!("SLO URL: {e}")))?;
+    url.query_pairs_mut().append_pair(
+        param,
+        &base64::engine::general_purpose::STANDARD.encode(deflated),
+    );
+    if let Some(r) = relay.filter(|r| !r.is_empty()) {
+        url.query_pairs_mut().append_pair("RelayState", r);
+    }
+    if let Some(key) = &sp.key {
+        url = samael::crypto::sign_url(url, key)
+            .map_err(|e| SamlError::Other(format!("signing: {e}")))?;
+    }
+    Ok(url.to_string())
+}
+
+/// Where to send the browser to end the IdP session too (None: the IdP has no SLO).
+pub fn logout_request_url(
+    sp: &SpSettings,
+    idp: &Idp,
+    link: &SsoLink,
+) -> Result<Option<String>, SamlError> {
+    let Some(slo) = &idp.slo_url else {
+        return Ok(None);
+    };
+    let format = link
+        .name_id_format
+        .as_deref()
+        .map(|f| format!(" Format=\"{}\"", escape(f)))
+        .unwrap_or_default();
+    let index = link
+        .session_index
+        .as_deref()
+        .map(|i| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(i)))
+        .unwrap_or_default();
+    let xml = format!(
+        "<samlp:LogoutRequest xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" ID=\"{}\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{}\">\
+<saml:Issuer>{}</saml:Issuer><saml:NameID{format}>{}</saml:NameID>{index}</samlp:LogoutRequest>",
+        new_id(),
+        now(),
+        escape(slo),
+        escape(&sp.entity_id),
+        escape(&link.name_id),
+    );
+    redirect(slo, "SAMLRequest", &xml, None, sp).map(Some)
+}
+
+/// The LogoutResponse answering an IdP's LogoutRequest.
+pub fn logout_response_url(
+    sp: &SpSettings,
+    idp: &Idp,
+    in_response_to: &str,
+    relay: Option<&str>,
+) -> Result<Option<String>, SamlError> {
+    let Some(slo) = &idp.slo_url else {
+        return Ok(None);
+    };
+    let xml = format!(
+        "<samlp:LogoutResponse xmlns:samlp=\"{NS_PROTOCOL}\" xmlns:saml=\"{NS_ASSERTION}\" ID=\"{}\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{}\" InResponseTo=\"{}\">\
+<saml:Issuer>{}</saml:Issuer><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status></samlp:LogoutResponse>",
+        new_id(),
+        now(),
+        escape(slo),
+        escape(in_response_to),
+        escape(&sp.entity_id),
+    );
+    redirect(slo, "SAMLResponse", &xml, relay, sp).map(Some)
+}
+
+/// A verified LogoutRequest from an IdP.
+#[derive(Debug)]
+pub struct IdpLogout {
+    pub id: String,
+    pub issuer: String,
+    pub name_id: String,
+    pub session_indexes: Vec<String>,
+}
+
+/// Decodes a redirect-binding message (base64 of raw DEFLATE), bounded.
+pub fn inflate(b64: &str) -> Result<String, SamlError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| SamlError::Malformed("not base64".into()))?;
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(&raw[..])
+        .take(MAX_INFLATED)
+        .read_to_string(&mut xml)
+        .map_err(|_| SamlError::Malformed("not DEFLATE-compressed UTF-8".into()))?;
+    Ok(xml)
+}
+
+fn check_xml(xml: &str) -> Result<(), SamlError> {
+    let upper = xml.to_ascii_uppercase();
+    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+        return Err(SamlError::Dtd);
+    }
+    if xml.contains("<!--") {
+        return Err(SamlError::Comment);
+    }
+    Ok(())
+}
+
+fn parse_logout_request(xml: &str) -> Result<IdpLogout, SamlError> {
+    let doc =
+        roxmltree::Document::parse(xml).map_err(|e| SamlError::Malformed(format!("XML: {e}")))?;
+    let root = doc.root_element();
+    if !root.has_tag_name((NS_PROTOCOL, "LogoutRequest")) {
+        return Err(SamlError::Malformed("not a LogoutRequest".into()));
+    }
+    let text = |ns: &str, name: &str| {
+        root.children()
+            .find(|n| n.has_tag_name((ns, name)))
+            .and_then(|n| n.text())
+            .map(|t| t.trim().to_string())
+    };
+    Ok(IdpLogout {
+        id: root.attribute("ID").unwrap_or_default().to_string(),
+        issuer: text(NS_ASSERTION, "Issuer").unwrap_or_default(),
+        name_id: text(NS_ASSERTION, "NameID").ok_or(SamlError::NoSubject)?,
+        session_indexes: root
+            .children()
+            .filter(|n| n.has_tag_name((NS_PROTOCOL, "SessionIndex")))
+            .filter_map(|n| n.text().map(|t| t.trim().to_string()))
+            .collect(),
+    })
+}
+
+/// The issuer of an (unverified) LogoutRequest: which IdP's keys to try.
+pub fn issuer_of(xml: &str) -> Result<String, SamlError> {
+    check_xml(xml)?;
+    Ok(parse_logout_request(xml)?.issuer)
+}
+
+/// Verifies a redirect-binding LogoutRequest: `url` is the full request URL.
+pub fn verify_redirect(idp: &Idp, url: &url::Url, xml: &str) -> Result<IdpLogout, SamlError> {
+    check_xml(xml)?;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let sigalg = get("SigAlg").ok_or(SamlError::Unsigned("LogoutRequest"))?;
+    if get("Signature").is_none() {
+        return Err(SamlError::Unsigned("LogoutRequest"));
+    }
+    if !REDIRECT_SIGALGS.contains(&sigalg) {
+        return Err(if sigalg.contains("sha1") {
+            SamlError::Sha1
+        } else {
+            SamlError::Signature
+        });
+    }
+    let ok = idp.certs.iter().any(|c| {
+        UrlVerifier::from_x509(c)
+            .ok()
+            .and_then(|v| v.verify_signed_request_url(url).ok())
+            .unwrap_or(false)
+    });
+    if !ok {
+        return Err(SamlError::Signature);
+    }
+    parse_logout_request(xml)
+}
+
+/// Verifies a POST-binding LogoutRequest (enveloped XML signature).
+pub fn verify_post(idp: &Idp, xml: &str) -> Result<IdpLogout, SamlError> {
+    check_xml(xml)?;
+    use AllowedSignatureAlgorithm::*;
+    let allowed = [
+        RsaSha256,
+        RsaSha384,
+        RsaSha512,
+        EcdsaSha256,
+        EcdsaSha384,
+        EcdsaSha512,
+    ];
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &idp.certs,
+        ReduceMode::default(),
+        Some(&allowed),
+    )
+    .map_err(|_| SamlError::Signature)?;
+    parse_logout_request(&reduced)
+}
