@@ -1038,3 +1038,112 @@ async fn forged_logout_requests_are_refused_and_end_nothing() {
         .unwrap();
     assert_eq!(r.status(), 200, "no forged request ended the session");
 }
+
+#[tokio::test]
+async fn with_an_sp_key_authn_requests_are_signed_and_the_metadata_says_so() {
+
+    let dir = tempfile::tempdir().unwrap();
+    // An SP key pair made by the test (the TestIdp generator makes the same kind).
+    let sp = TestIdp::new("sp");
+    let sp_cert = sp.write_cert(dir.path(), "sp.crt");
+    let sp_key = dir.path().join("sp.key");
+    std::fs::write(&sp_key, sp.private_key_pem()).unwrap();
+    let e = env_with(
+        "",
+        &format!("sp_key = \"{}\"\nsp_cert = \"{}\"", sp_key.display(), sp_cert.display()),
+    );
+    let r = client().get(e.gw.url("/.portcullis/login")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let location = url::Url::parse(r.headers()[LOCATION].to_str().unwrap()).unwrap();
+    assert!(location.query_pairs().any(|(k, _)| k == "Signature"));
+    let cert = openssl::x509::X509::from_pem(sp.cert_pem.as_bytes()).unwrap();
+    let verifier = samael::crypto::UrlVerifier::from_x509(&samael::crypto::CertificateDer::from(cert.to_der().unwrap())).unwrap();
+    assert!(verifier.verify_signed_request_url(&location).unwrap(), "AuthnRequest signed with the SP key");
+    let md = client().get(e.gw.url("/.portcullis/saml/metadata")).send().await.unwrap().text().await.unwrap();
+    assert!(md.contains("AuthnRequestsSigned=\"true\""), "{md}");
+    assert!(md.contains(&sp.cert_b64), "SP certificate published");
+}
+
+#[tokio::test]
+async fn every_configured_certificate_is_trusted_during_rollover() {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestIdp::new("https://idp.example.test/metadata");
+    let new = TestIdp::new("https://idp.example.test/metadata");
+    let (co, cn) = (old.write_cert(dir.path(), "old.pem"), new.write_cert(dir.path(), "new.pem"));
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!(
+        "[saml]\n[[saml.idp]]\nid = \"testidp\"\nentity_id = \"{}\"\nsso_url = \"https://idp.example.test/sso/testidp\"\ncertificate = [\"{}\", \"{}\"]\n",
+        old.entity_id,
+        co.display(),
+        cn.display()
+    );
+    let gw = Gateway::start(o);
+    let entity = format!("http://localhost:{}", gw.port);
+    let acs = format!("{entity}/.portcullis/saml/acs");
+    for idp in [&old, &new] {
+        let b64 = idp.response_b64(&ResponseOpts::new(&acs, &entity, None));
+        let r = client()
+            .post(gw.url("/.portcullis/saml/acs"))
+            .form(&[("SAMLResponse", b64)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{}", gw.log());
+    }
+}
+
+#[tokio::test]
+async fn an_idp_can_be_configured_from_its_metadata_file() {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let idp = TestIdp::new("https://idp.example.test/metadata");
+    let md = format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
+<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\"><md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data>\
+<ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example.test/sso/fromfile\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
+        idp.entity_id, idp.cert_b64
+    );
+    let md_path = dir.path().join("idp-metadata.xml");
+    std::fs::write(&md_path, md).unwrap();
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!("[saml]\n[[saml.idp]]\nid = \"fromfile\"\nmetadata_file = \"{}\"\n", md_path.display());
+    let gw = Gateway::start(o);
+    let r = client().get(gw.url("/.portcullis/login")).send().await.unwrap();
+    assert!(r.headers()[LOCATION].to_str().unwrap().starts_with("https://idp.example.test/sso/fromfile?"));
+    let entity = format!("http://localhost:{}", gw.port);
+    let b64 = idp.response_b64(&ResponseOpts::new(&format!("{entity}/.portcullis/saml/acs"), &entity, None));
+    let r = client().post(gw.url("/.portcullis/saml/acs")).form(&[("SAMLResponse", b64)]).send().await.unwrap();
+    assert_eq!(r.status(), 303, "{}", gw.log());
+}
+
+#[test]
+fn an_idp_without_a_signing_certificate_is_refused_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let md_path = dir.path().join("nocert.xml");
+    std::fs::write(
+        &md_path,
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"https://idp.example/\">\
+<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
+    )
+    .unwrap();
+    let key = dir.path().join("k.pem");
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"https://app.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\n[[saml.idp]]\nid = \"x\"\nmetadata_file = \"{}\"\n",
+            dir.path().join("state").display(),
+            key.display(),
+            md_path.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin()).args(["check", "-c"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("saml.idp[0].certificate") && err.contains("no signing certificate"), "{err}");
+}

@@ -70,6 +70,11 @@ impl TestIdp {
         }
     }
 
+    /// The private key as PKCS#8 PEM (for using a TestIdp key pair as an SP key).
+    pub fn private_key_pem(&self) -> Vec<u8> {
+        self.key.private_key_to_pem_pkcs8().unwrap()
+    }
+
     pub fn write_cert(&self, dir: &Path, name: &str) -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, &self.cert_pem).unwrap();
