@@ -121,7 +121,24 @@ fn main() -> ExitCode {
                 eprintln!("portcullis: {} has no [saml] section", config.display());
                 return ExitCode::from(1);
             };
-            match portcullis::saml::idp::Registry::build(&cfg, saml) {
+            let remote = if portcullis::saml::remote::any_remote(saml) {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        Some(rt.block_on(portcullis::saml::remote::fetch_all(&cfg, saml, None)))
+                    }
+                    Err(e) => {
+                        eprintln!("portcullis: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                None
+            };
+            let remote = remote.unwrap_or_default();
+            match portcullis::saml::idp::Registry::build(&cfg, saml, Some(&remote)) {
                 Ok(reg) => {
                     print!("{}", portcullis::saml::metadata::sp_metadata(&reg.sp));
                     ExitCode::SUCCESS

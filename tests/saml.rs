@@ -1041,7 +1041,6 @@ async fn forged_logout_requests_are_refused_and_end_nothing() {
 
 #[tokio::test]
 async fn with_an_sp_key_authn_requests_are_signed_and_the_metadata_says_so() {
-
     let dir = tempfile::tempdir().unwrap();
     // An SP key pair made by the test (the TestIdp generator makes the same kind).
     let sp = TestIdp::new("sp");
@@ -1050,16 +1049,37 @@ async fn with_an_sp_key_authn_requests_are_signed_and_the_metadata_says_so() {
     std::fs::write(&sp_key, sp.private_key_pem()).unwrap();
     let e = env_with(
         "",
-        &format!("sp_key = \"{}\"\nsp_cert = \"{}\"", sp_key.display(), sp_cert.display()),
+        &format!(
+            "sp_key = \"{}\"\nsp_cert = \"{}\"",
+            sp_key.display(),
+            sp_cert.display()
+        ),
     );
-    let r = client().get(e.gw.url("/.portcullis/login")).send().await.unwrap();
+    let r = client()
+        .get(e.gw.url("/.portcullis/login"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let location = url::Url::parse(r.headers()[LOCATION].to_str().unwrap()).unwrap();
     assert!(location.query_pairs().any(|(k, _)| k == "Signature"));
     let cert = openssl::x509::X509::from_pem(sp.cert_pem.as_bytes()).unwrap();
-    let verifier = samael::crypto::UrlVerifier::from_x509(&samael::crypto::CertificateDer::from(cert.to_der().unwrap())).unwrap();
-    assert!(verifier.verify_signed_request_url(&location).unwrap(), "AuthnRequest signed with the SP key");
-    let md = client().get(e.gw.url("/.portcullis/saml/metadata")).send().await.unwrap().text().await.unwrap();
+    let verifier = samael::crypto::UrlVerifier::from_x509(&samael::crypto::CertificateDer::from(
+        cert.to_der().unwrap(),
+    ))
+    .unwrap();
+    assert!(
+        verifier.verify_signed_request_url(&location).unwrap(),
+        "AuthnRequest signed with the SP key"
+    );
+    let md = client()
+        .get(e.gw.url("/.portcullis/saml/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(md.contains("AuthnRequestsSigned=\"true\""), "{md}");
     assert!(md.contains(&sp.cert_b64), "SP certificate published");
 }
@@ -1070,7 +1090,10 @@ async fn every_configured_certificate_is_trusted_during_rollover() {
     let dir = tempfile::tempdir().unwrap();
     let old = TestIdp::new("https://idp.example.test/metadata");
     let new = TestIdp::new("https://idp.example.test/metadata");
-    let (co, cn) = (old.write_cert(dir.path(), "old.pem"), new.write_cert(dir.path(), "new.pem"));
+    let (co, cn) = (
+        old.write_cert(dir.path(), "old.pem"),
+        new.write_cert(dir.path(), "new.pem"),
+    );
     let mut o = GatewayOpts::new(&app.url());
     o.extra = format!(
         "[saml]\n[[saml.idp]]\nid = \"testidp\"\nentity_id = \"{}\"\nsso_url = \"https://idp.example.test/sso/testidp\"\ncertificate = [\"{}\", \"{}\"]\n",
@@ -1108,13 +1131,32 @@ async fn an_idp_can_be_configured_from_its_metadata_file() {
     let md_path = dir.path().join("idp-metadata.xml");
     std::fs::write(&md_path, md).unwrap();
     let mut o = GatewayOpts::new(&app.url());
-    o.extra = format!("[saml]\n[[saml.idp]]\nid = \"fromfile\"\nmetadata_file = \"{}\"\n", md_path.display());
+    o.extra = format!(
+        "[saml]\n[[saml.idp]]\nid = \"fromfile\"\nmetadata_file = \"{}\"\n",
+        md_path.display()
+    );
     let gw = Gateway::start(o);
-    let r = client().get(gw.url("/.portcullis/login")).send().await.unwrap();
-    assert!(r.headers()[LOCATION].to_str().unwrap().starts_with("https://idp.example.test/sso/fromfile?"));
+    let r = client()
+        .get(gw.url("/.portcullis/login"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("https://idp.example.test/sso/fromfile?"));
     let entity = format!("http://localhost:{}", gw.port);
-    let b64 = idp.response_b64(&ResponseOpts::new(&format!("{entity}/.portcullis/saml/acs"), &entity, None));
-    let r = client().post(gw.url("/.portcullis/saml/acs")).form(&[("SAMLResponse", b64)]).send().await.unwrap();
+    let b64 = idp.response_b64(&ResponseOpts::new(
+        &format!("{entity}/.portcullis/saml/acs"),
+        &entity,
+        None,
+    ));
+    let r = client()
+        .post(gw.url("/.portcullis/saml/acs"))
+        .form(&[("SAMLResponse", b64)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303, "{}", gw.log());
 }
 
@@ -1130,7 +1172,8 @@ fn an_idp_without_a_signing_certificate_is_refused_at_check() {
     )
     .unwrap();
     let key = dir.path().join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key).unwrap();
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
+        .unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
@@ -1142,8 +1185,109 @@ fn an_idp_without_a_signing_certificate_is_refused_at_check() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(bin()).args(["check", "-c"]).arg(&config).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("saml.idp[0].certificate") && err.contains("no signing certificate"), "{err}");
+    assert!(
+        err.contains("saml.idp[0].certificate") && err.contains("no signing certificate"),
+        "{err}"
+    );
+}
+
+fn metadata_for(idp: &TestIdp) -> String {
+    format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
+<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\"><md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data>\
+<ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example.test/sso/remote\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
+        idp.entity_id, idp.cert_b64
+    )
+}
+
+#[tokio::test]
+async fn metadata_url_is_fetched_refreshed_and_kept_when_the_idp_is_down() {
+    use std::sync::{Arc, Mutex};
+    let first = TestIdp::new("https://idp.example.test/metadata");
+    let rotated = TestIdp::new("https://idp.example.test/metadata");
+    // What the IdP's metadata endpoint serves; None = it is down (503).
+    let served: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(Some(metadata_for(&first))));
+    let s2 = served.clone();
+    let md_port = serve_in_background(axum::Router::new().route(
+        "/metadata",
+        axum::routing::get(move || {
+            let s = s2.clone();
+            async move {
+                match s.lock().unwrap().clone() {
+                    Some(xml) => (axum::http::StatusCode::OK, xml),
+                    None => (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                }
+            }
+        }),
+    ));
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!(
+        "[saml]\nmetadata_cache_dir = \"{}\"\n[[saml.idp]]\nid = \"remote\"\nmetadata_url = \"http://127.0.0.1:{md_port}/metadata\"\nmetadata_refresh = \"10s\"\n",
+        dir.path().display()
+    );
+    let mut gw = Gateway::start(o);
+    let entity = format!("http://localhost:{}", gw.port);
+    let acs = format!("{entity}/.portcullis/saml/acs");
+    let post = |idp: &TestIdp| {
+        let b64 = idp.response_b64(&ResponseOpts::new(&acs, &entity, None));
+        let url = gw.url("/.portcullis/saml/acs");
+        async move {
+            client()
+                .post(url)
+                .form(&[("SAMLResponse", b64)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        post(&first).await,
+        303,
+        "signed with the fetched certificate: {}",
+        gw.log()
+    );
+    assert_eq!(post(&rotated).await, 400, "not yet published");
+
+    // The IdP rotates its key: after a refresh the new certificate is trusted.
+    *served.lock().unwrap() = Some(metadata_for(&rotated));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if post(&rotated).await == 303 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refresh never picked up the new metadata:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // The IdP goes down and the gateway restarts: the cached copy is used.
+    *served.lock().unwrap() = None;
+    gw.restart();
+    let entity2 = format!("http://localhost:{}", gw.port);
+    let b64 = rotated.response_b64(&ResponseOpts::new(
+        &format!("{entity2}/.portcullis/saml/acs"),
+        &entity2,
+        None,
+    ));
+    let r = client()
+        .post(gw.url("/.portcullis/saml/acs"))
+        .form(&[("SAMLResponse", b64)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", gw.log());
+    assert!(gw.log().contains("keeping the last good copy"));
 }

@@ -83,6 +83,8 @@ pub struct SamlConfig {
     pub sp_key: Option<PathBuf>,
     /// SP certificate (PEM) published in the metadata with `sp_key`.
     pub sp_cert: Option<PathBuf>,
+    /// Where fetched IdP metadata is cached (default: `<store.path>/saml-metadata`).
+    pub metadata_cache_dir: Option<PathBuf>,
     #[serde(default)]
     pub idp: Vec<IdpConfig>,
 }
@@ -125,6 +127,11 @@ pub struct IdpConfig {
     pub display_name: Option<String>,
     /// IdP metadata XML file (entity id, SSO/SLO URLs, signing certificates).
     pub metadata_file: Option<PathBuf>,
+    /// IdP metadata URL: fetched at start and every `metadata_refresh`; the
+    /// last good copy is kept (and cached on disk) when a fetch fails.
+    pub metadata_url: Option<String>,
+    #[serde(default = "default_md_refresh")]
+    pub metadata_refresh: HumanDuration,
     /// Manual alternative to metadata: the IdP entity id...
     pub entity_id: Option<String>,
     /// ...its SSO URL (HTTP-Redirect binding)...
@@ -202,6 +209,9 @@ impl Default for JitConfig {
 
 fn default_skew() -> HumanDuration {
     HumanDuration::secs(120)
+}
+fn default_md_refresh() -> HumanDuration {
+    HumanDuration::secs(3600)
 }
 fn default_saml_body() -> usize {
     256 * 1024

@@ -113,7 +113,8 @@ pub struct App {
     pub strip: HashSet<HeaderName>,
     pub prefix: String,
     pub admin_token: Option<crate::secret::TokenHash>,
-    pub saml: Option<Arc<crate::saml::idp::Registry>>,
+    /// The IdP registry; swapped when fetched IdP metadata changes.
+    pub saml: arc_swap::ArcSwapOption<crate::saml::idp::Registry>,
     /// `[saml] mode = "optional"`: no session still reaches the app, without identity.
     pub sso_optional: bool,
 }
@@ -128,7 +129,13 @@ impl App {
         }
         let keys = Arc::new(Keyset::load(&cfg.identity)?);
         let store = crate::store::open(&cfg.store).await?;
-        Self::with_parts(cfg, store, keys)
+        let remote = match &cfg.saml {
+            Some(s) if crate::saml::remote::any_remote(s) => {
+                crate::saml::remote::fetch_all(&cfg, s, None).await
+            }
+            _ => Default::default(),
+        };
+        Self::with_parts(cfg, store, keys, &remote)
     }
 
     /// Builds from already opened parts (tests share a store this way).
@@ -136,6 +143,7 @@ impl App {
         cfg: Config,
         store: Arc<dyn Backend>,
         keys: Arc<Keyset>,
+        remote_metadata: &std::collections::HashMap<String, String>,
     ) -> Result<Arc<Self>, StartError> {
         let minter = Minter::new(&cfg, keys)?;
         // Emergency bypass paths come first: they must win over every rule.
@@ -154,7 +162,7 @@ impl App {
         let policy = Policy::compile(&rules)?;
         let saml = match &cfg.saml {
             Some(s) => Some(Arc::new(
-                crate::saml::idp::Registry::build(&cfg, s)
+                crate::saml::idp::Registry::build(&cfg, s, Some(remote_metadata))
                     .map_err(|(k, m)| StartError::Saml(k, m))?,
             )),
             None => None,
@@ -186,7 +194,7 @@ impl App {
             policy,
             strip,
             admin_token,
-            saml,
+            saml: arc_swap::ArcSwapOption::new(saml),
             sso_optional,
         }))
     }
@@ -299,8 +307,34 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     server.run_forever()
 }
 
-/// Background upkeep on the state runtime: expired-session sweeps.
+/// Background upkeep on the state runtime: expired-session sweeps and IdP
+/// metadata refresh.
 fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
+    if let Some(saml) = app.cfg.saml.clone() {
+        if let Some(every) = crate::saml::remote::refresh_interval(&saml) {
+            let app = app.clone();
+            rt.spawn(async move {
+                let mut current = crate::saml::remote::fetch_all(&app.cfg, &saml, None).await;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let fresh = crate::saml::remote::fetch_all(&app.cfg, &saml, Some(&current)).await;
+                    if fresh == current {
+                        continue;
+                    }
+                    match crate::saml::idp::Registry::build(&app.cfg, &saml, Some(&fresh)) {
+                        Ok(reg) => {
+                            app.saml.store(Some(Arc::new(reg)));
+                            tracing::info!("IdP registry updated from fetched metadata");
+                            current = fresh;
+                        }
+                        Err((key, msg)) => {
+                            tracing::error!(%key, %msg, "fetched IdP metadata is unusable; keeping the previous registry")
+                        }
+                    }
+                }
+            });
+        }
+    }
     rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {

@@ -4,6 +4,7 @@
 //! requirement, attribute mapping, JIT). An IdP without a signing
 //! certificate is refused here: samael would otherwise skip verification.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -82,8 +83,14 @@ impl Registry {
         self.idps.iter().find(|i| i.domains.contains(&domain))
     }
 
-    /// Builds every IdP; the first error names its config key.
-    pub fn build(cfg: &Config, saml: &SamlConfig) -> Result<Self, (String, String)> {
+    /// Builds every IdP; the first error names its config key. `remote`
+    /// holds fetched metadata by IdP id; `None` is config validation, where
+    /// IdPs configured by `metadata_url` are only checked for form.
+    pub fn build(
+        cfg: &Config,
+        saml: &SamlConfig,
+        remote: Option<&HashMap<String, String>>,
+    ) -> Result<Self, (String, String)> {
         let origin = cfg.server.public_url.origin();
         let prefix = &cfg.server.reserved_prefix;
         let (key, cert_der) = load_sp_keypair(saml)?;
@@ -105,7 +112,19 @@ impl Registry {
         };
         let mut idps: Vec<Arc<Idp>> = Vec::new();
         for (i, c) in saml.idp.iter().enumerate() {
-            let idp = build_idp(&sp, c).map_err(|(k, m)| (format!("saml.idp[{i}].{k}"), m))?;
+            let fetched = match (&c.metadata_url, remote) {
+                (Some(u), None) => {
+                    check_metadata_url(c, u).map_err(|(k, m)| (format!("saml.idp[{i}].{k}"), m))?;
+                    continue;
+                }
+                (Some(_), Some(map)) => Some(map.get(&c.id).ok_or((
+                    format!("saml.idp[{i}].metadata_url"),
+                    "metadata could not be fetched and no cached copy exists".to_string(),
+                ))?),
+                (None, _) => None,
+            };
+            let idp = build_idp(&sp, c, fetched.map(String::as_str))
+                .map_err(|(k, m)| (format!("saml.idp[{i}].{k}"), m))?;
             if idps.iter().any(|o| o.id == idp.id) {
                 return Err((
                     format!("saml.idp[{i}].id"),
@@ -130,7 +149,7 @@ impl Registry {
             }
             idps.push(Arc::new(idp));
         }
-        if idps.is_empty() {
+        if idps.is_empty() && (remote.is_some() || saml.idp.is_empty()) {
             return Err((
                 "saml.idp".into(),
                 "configure at least one [[saml.idp]]".into(),
@@ -265,7 +284,29 @@ fn allowed_algorithms(allow_sha1: bool) -> Option<Vec<AllowedSignatureAlgorithm>
     }
 }
 
-fn build_idp(sp: &SpSettings, c: &IdpConfig) -> Result<Idp, (String, String)> {
+fn check_metadata_url(c: &IdpConfig, u: &str) -> Result<(), (String, String)> {
+    if c.metadata_file.is_some()
+        || c.entity_id.is_some()
+        || c.sso_url.is_some()
+        || c.certificate.is_some()
+    {
+        return Err((
+            "metadata_url".into(),
+            "set one of metadata_url, metadata_file, or entity_id + sso_url + certificate".into(),
+        ));
+    }
+    match url::Url::parse(u) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") => Ok(()),
+        Ok(_) => Err(("metadata_url".into(), "must be an https:// URL".into())),
+        Err(e) => Err(("metadata_url".into(), format!("invalid URL: {e}"))),
+    }
+}
+
+fn build_idp(
+    sp: &SpSettings,
+    c: &IdpConfig,
+    fetched: Option<&str>,
+) -> Result<Idp, (String, String)> {
     let id_ok = !c.id.is_empty()
         && c.id
             .bytes()
@@ -273,8 +314,9 @@ fn build_idp(sp: &SpSettings, c: &IdpConfig) -> Result<Idp, (String, String)> {
     if !id_ok {
         return Err(("id".into(), "letters, digits, '-' and '_' only".into()));
     }
-    let xml = match &c.metadata_file {
-        Some(p) => {
+    let xml = match (&c.metadata_file, fetched) {
+        (_, Some(x)) => x.to_string(),
+        (Some(p), None) => {
             if c.entity_id.is_some() || c.sso_url.is_some() || c.certificate.is_some() {
                 return Err((
                     "metadata_file".into(),
@@ -289,7 +331,7 @@ fn build_idp(sp: &SpSettings, c: &IdpConfig) -> Result<Idp, (String, String)> {
                 )
             })?
         }
-        None => manual_metadata(c)?,
+        (None, None) => manual_metadata(c)?,
     };
     if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
         return Err((

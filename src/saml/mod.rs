@@ -7,6 +7,7 @@
 
 pub mod idp;
 pub mod metadata;
+pub mod remote;
 pub mod response;
 pub mod slo;
 pub mod web;
@@ -159,7 +160,7 @@ impl SamlError {
 
 /// Config validation for `[saml]`: builds the registry exactly as `run` would.
 pub fn validate_config(cfg: &Config, saml: &SamlConfig, problems: &mut Vec<Problem>) {
-    if let Err((key, msg)) = idp::Registry::build(cfg, saml) {
+    if let Err((key, msg)) = idp::Registry::build(cfg, saml, None) {
         problems.push(Problem::new(key, msg));
     }
     let https = cfg.is_https();
@@ -170,6 +171,14 @@ pub fn validate_config(cfg: &Config, saml: &SamlConfig, problems: &mut Vec<Probl
             "saml.bind_to_browser",
             "needs an https public_url (browsers drop SameSite=None cookies without Secure); use https or set false",
         ));
+    }
+    for (i, c) in saml.idp.iter().enumerate() {
+        if c.metadata_url.is_some() && c.metadata_refresh.get().as_secs() < 10 {
+            problems.push(Problem::new(
+                format!("saml.idp[{i}].metadata_refresh"),
+                "must be at least 10s",
+            ));
+        }
     }
     let skew = saml.clock_skew.get().as_secs();
     if skew > 600 {

@@ -36,8 +36,8 @@ struct Pending {
     binding: Option<String>,
 }
 
-fn registry(app: &App) -> Option<&Arc<Registry>> {
-    app.saml.as_ref()
+fn registry(app: &App) -> Option<Arc<Registry>> {
+    app.saml.load_full()
 }
 
 fn safe_target(rd: Option<String>) -> String {
@@ -66,6 +66,7 @@ pub async fn login(app: &App, req: &LocalRequest) -> LocalResponse {
             ),
         );
     };
+    let reg: &Registry = &reg;
     if let Some(id) = query_param(req.query.as_deref(), "idp") {
         return match reg.by_id(&id) {
             Some(idp) => start(app, reg, idp.clone(), rd, req).await,
@@ -252,7 +253,7 @@ fn cookie_value(req: &LocalRequest, name: &str) -> Option<String> {
 /// Logs a refusal with a reference id and renders the error page.
 fn failure(app: &App, idp: Option<&str>, e: &SamlError, xml: Option<&str>) -> LocalResponse {
     let reference = pages::reference_id();
-    let debug = app.saml.as_ref().is_some_and(|r| r.sp.debug);
+    let debug = app.saml.load().as_ref().is_some_and(|r| r.sp.debug);
     tracing::warn!(reference, reason = e.reason(), idp = idp.unwrap_or("-"), detail = %e, "SAML sign-in refused");
     if debug {
         if let Some(x) = xml {
@@ -278,6 +279,7 @@ pub async fn acs(app: &App, req: &LocalRequest) -> LocalResponse {
     let Some(reg) = registry(app) else {
         return LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"}));
     };
+    let reg: &Registry = &reg;
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
         .into_owned()
         .collect();
@@ -365,7 +367,7 @@ async fn accept(
 
     let verify_idp = idp.clone();
     let msg2 = msg.clone();
-    let registry = app.saml.clone();
+    let registry = app.saml.load_full();
     let login = tokio::task::spawn_blocking(move || {
         let reg = registry.ok_or(SamlError::Other("SAML registry missing".into()))?;
         verify(&verify_idp, &reg.sp, &msg2, request_id.as_deref())
@@ -618,6 +620,7 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
     let Some(reg) = registry(app) else {
         return LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"}));
     };
+    let reg: &Registry = &reg;
     let post = req.method == http::Method::POST;
     let params: Vec<(String, String)> = if post {
         url::form_urlencoded::parse(&req.body)

@@ -1,0 +1,114 @@
+//! IdP metadata fetched from `metadata_url`: at start, then every
+//! `metadata_refresh`. A failed fetch keeps the last good copy (in memory,
+//! and on disk under the cache directory so a restart survives an IdP
+//! outage); a fetched document that does not parse is treated as a failure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{Config, SamlConfig};
+
+/// Largest metadata document accepted.
+const MAX_METADATA: usize = 1024 * 1024;
+
+pub fn cache_dir(cfg: &Config, saml: &SamlConfig) -> PathBuf {
+    saml.metadata_cache_dir
+        .clone()
+        .unwrap_or_else(|| cfg.store.path.join("saml-metadata"))
+}
+
+/// True when some IdP is configured by URL.
+pub fn any_remote(saml: &SamlConfig) -> bool {
+    saml.idp.iter().any(|i| i.metadata_url.is_some())
+}
+
+/// The shortest refresh interval of the URL-configured IdPs.
+pub fn refresh_interval(saml: &SamlConfig) -> Option<Duration> {
+    saml.idp
+        .iter()
+        .filter(|i| i.metadata_url.is_some())
+        .map(|i| i.metadata_refresh.get().max(Duration::from_secs(10)))
+        .min()
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_METADATA)
+    {
+        return Err("metadata larger than 1 MiB".into());
+    }
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() > MAX_METADATA {
+        return Err("metadata larger than 1 MiB".into());
+    }
+    let xml = String::from_utf8(body.to_vec()).map_err(|_| "metadata is not UTF-8".to_string())?;
+    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+        return Err("metadata contains a DTD".into());
+    }
+    xml.parse::<samael::metadata::EntityDescriptor>()
+        .map_err(|e| format!("not SAML metadata: {e}"))?;
+    Ok(xml)
+}
+
+/// Metadata for every URL-configured IdP: fresh when the fetch works, else
+/// `previous`, else the disk cache. IdPs with none of these are absent.
+pub async fn fetch_all(
+    cfg: &Config,
+    saml: &SamlConfig,
+    previous: Option<&HashMap<String, String>>,
+) -> HashMap<String, String> {
+    let dir = cache_dir(cfg, saml);
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the metadata HTTP client");
+            return previous.cloned().unwrap_or_default();
+        }
+    };
+    let mut out = HashMap::new();
+    for idp in &saml.idp {
+        let Some(url) = &idp.metadata_url else {
+            continue;
+        };
+        let cached = dir.join(format!("{}.xml", idp.id));
+        match fetch(&client, url).await {
+            Ok(xml) => {
+                let changed = previous.and_then(|p| p.get(&idp.id)) != Some(&xml);
+                if changed {
+                    let write =
+                        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&cached, &xml));
+                    if let Err(e) = write {
+                        tracing::warn!(idp = %idp.id, error = %e, path = %cached.display(), "cannot cache IdP metadata");
+                    }
+                    tracing::info!(idp = %idp.id, %url, "IdP metadata fetched");
+                }
+                out.insert(idp.id.clone(), xml);
+            }
+            Err(e) => {
+                let kept = previous
+                    .and_then(|p| p.get(&idp.id).cloned())
+                    .or_else(|| std::fs::read_to_string(&cached).ok());
+                match kept {
+                    Some(xml) => {
+                        tracing::warn!(idp = %idp.id, %url, error = %e, "IdP metadata fetch failed; keeping the last good copy");
+                        out.insert(idp.id.clone(), xml);
+                    }
+                    None => {
+                        tracing::error!(idp = %idp.id, %url, error = %e, "IdP metadata fetch failed and no copy is cached")
+                    }
+                }
+            }
+        }
+    }
+    out
+}
