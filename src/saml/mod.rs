@@ -66,6 +66,8 @@ pub enum SamlError {
     NotProvisioned(String),
     #[error("encrypted assertion: {0}")]
     Encrypted(String),
+    #[error("store unavailable: {0}")]
+    Store(String),
     #[error("{0}")]
     Other(String),
 }
@@ -98,6 +100,7 @@ impl SamlError {
             Self::Deactivated(_) => "user_deactivated",
             Self::NotProvisioned(_) => "user_not_provisioned",
             Self::Encrypted(_) => "encrypted_assertion",
+            Self::Store(_) => "store_unavailable",
             Self::Other(_) => "error",
         }
     }
@@ -106,6 +109,7 @@ impl SamlError {
     pub fn status(&self) -> u16 {
         match self {
             Self::TooLarge => 413,
+            Self::Store(_) => 503,
             Self::Deactivated(_) | Self::NotProvisioned(_) => 403,
             _ => 400,
         }

@@ -295,7 +295,7 @@ pub async fn acs(app: &App, req: &LocalRequest) -> LocalResponse {
     match accept(app, reg, req, &saml_response, field("RelayState")).await {
         Ok(resp) => resp,
         Err((idp, e, xml)) => {
-            if matches!(e, SamlError::Other(ref m) if m.starts_with("store:")) {
+            if matches!(e, SamlError::Store(_)) {
                 let reference = pages::reference_id();
                 tracing::error!(reference, detail = %e, "SAML sign-in could not reach the store");
                 return crate::gateway::local::unavailable(&req.headers, &reference);
@@ -324,13 +324,8 @@ async fn accept(
         .cloned()
         .ok_or_else(|| (None, SamlError::UnknownIssuer(issuer.clone()), xml()))?;
     let idp_id = Some(idp.id.clone());
-    let store_err = |e: crate::store::StoreError| {
-        (
-            idp_id.clone(),
-            SamlError::Other(format!("store: {e}")),
-            None,
-        )
-    };
+    let store_err =
+        |e: crate::store::StoreError| (idp_id.clone(), SamlError::Store(e.to_string()), None);
 
     let (request_id, target) = match &msg.in_response_to {
         Some(id) => {
@@ -415,13 +410,7 @@ async fn accept(
         .sessions
         .create_linked(principal, "saml", req.session_id.as_ref(), Some(link))
         .await
-        .map_err(|e| {
-            (
-                idp_id.clone(),
-                SamlError::Other(format!("store: {e}")),
-                None,
-            )
-        })?;
+        .map_err(|e| (idp_id.clone(), SamlError::Store(e.to_string()), None))?;
     if sp.debug {
         tracing::info!(idp = %idp.id, attributes = ?login.attributes, "SAML debug: accepted assertion attributes");
     }
@@ -448,7 +437,7 @@ pub const DEFAULT_TENANT: &str = "default";
 
 fn dir_err(e: crate::directory::DirectoryError) -> SamlError {
     match e {
-        crate::directory::DirectoryError::Store(s) => SamlError::Other(format!("store: {s}")),
+        crate::directory::DirectoryError::Store(s) => SamlError::Store(s.to_string()),
         other => SamlError::Other(format!("directory: {other}")),
     }
 }
