@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod identity;
 pub mod policy;
 pub mod saml;
+pub mod scim;
 pub mod secret;
 pub mod session;
 pub mod store;

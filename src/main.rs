@@ -41,6 +41,11 @@ enum Command {
         #[arg(short, long, env = CONFIG_ENV)]
         config: PathBuf,
     },
+    /// SCIM client bearer tokens.
+    ScimToken {
+        #[command(subcommand)]
+        command: ScimTokenCommand,
+    },
     /// Admin API bearer tokens.
     AdminToken {
         #[command(subcommand)]
@@ -58,6 +63,16 @@ enum KeysCommand {
         /// Write to this file (mode 0600, never overwritten) instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScimTokenCommand {
+    /// Print a new token once, and the `token_hash` line for `[[scim.client]]`.
+    Create {
+        /// The `[[scim.client]] name` the token is for.
+        #[arg(long)]
+        client: String,
     },
 }
 
@@ -173,6 +188,15 @@ fn main() -> ExitCode {
                 }
             },
         },
+        Command::ScimToken {
+            command: ScimTokenCommand::Create { client },
+        } => {
+            let token = portcullis::secret::new_token("scim_");
+            let hash = portcullis::secret::TokenHash::of(&token);
+            println!("SCIM bearer token for client {client:?} (shown once; paste it into the IdP, e.g. JumpCloud's Token Key):\n  {token}");
+            println!("config for [[scim.client]] name = {client:?}:\n  token_hash = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
         Command::AdminToken {
             command: TokenCommand::Create,
         } => {

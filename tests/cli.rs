@@ -76,6 +76,10 @@ fn the_example_config_documents_valid_keys() {
     )
     .unwrap()
     .replace("/etc/portcullis/saml/jumpcloud.pem", cert.to_str().unwrap());
+    assert!(
+        text.contains("[scim]") && text.contains("[saml]"),
+        "the example documents every section"
+    );
     let example = dir.path().join("example.toml");
     std::fs::write(&example, text).unwrap();
     // Paths that only exist on a real host are redirected through env overrides.
@@ -146,6 +150,12 @@ fn each_kind_of_mistake_exits_1_naming_the_key() {
             "identity.headers.user",
         ),
         ("[store]\nkind = \"redis\"\n", "store"),
+        ("[scim]\n[[scim.client]]\nname = \"jc\"\ntoken_hash = \"nope\"\n", "scim.client[0].token_hash"),
+        (
+            "[scim]\n[[scim.client]]\nname = \"jc\"\ntoken_hash = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\nrate_limit = \"lots\"\n",
+            "scim.client[0].rate_limit",
+        ),
+        ("[scim]\nbase_path = \"scim\"\n", "scim.base_path"),
     ];
     for (body, key) in cases {
         // [store] and [session] may already exist in the base config: use a fresh file.
@@ -294,6 +304,28 @@ fn admin_token_create_prints_a_token_and_its_hash() {
         .unwrap();
     let hash_line = text.lines().find(|l| l.contains("token_hash")).unwrap();
     let hash = hash_line.split('"').nth(1).unwrap();
+    assert!(portcullis::secret::TokenHash::parse(hash)
+        .unwrap()
+        .verify(token));
+}
+
+#[test]
+fn scim_token_create_prints_a_token_and_its_hash() {
+    let out = portcullis(&["scim-token", "create", "--client", "jumpcloud"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .split_whitespace()
+        .find(|w| w.starts_with("scim_"))
+        .unwrap();
+    assert!(token.len() >= 5 + 43, "scim_ + 32 random bytes");
+    let hash = text
+        .lines()
+        .find(|l| l.contains("token_hash"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap();
     assert!(portcullis::secret::TokenHash::parse(hash)
         .unwrap()
         .verify(token));

@@ -38,6 +38,58 @@ pub struct Config {
     pub log: LogConfig,
     /// SAML 2.0 single sign-on; absent = no sign-in configured.
     pub saml: Option<SamlConfig>,
+    /// SCIM 2.0 provisioning server; absent = not served.
+    pub scim: Option<ScimConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    /// Where the SCIM endpoints live (answered by the gateway, never proxied).
+    #[serde(default = "default_scim_base")]
+    pub base_path: String,
+    /// Group displayName → gateway role, for every tenant (clients may add their own).
+    #[serde(default)]
+    pub group_roles: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub client: Vec<ScimClientConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimClientConfig {
+    /// Name in logs and in `scim_client` of the users it provisions.
+    pub name: String,
+    /// `sha256:<hex>` printed by `portcullis scim-token create`.
+    pub token_hash: String,
+    /// A second accepted token during rotation.
+    pub previous_token_hash: Option<String>,
+    /// Tenant this client provisions into (it sees nothing else).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Gateway role of users no group maps to a role.
+    #[serde(default = "default_role")]
+    pub default_role: String,
+    /// New users are active even if created with `active: false`.
+    #[serde(default = "yes")]
+    pub auto_activate: bool,
+    /// Apply attribute updates (PUT/PATCH of names, emails, ...). When false
+    /// only `active` and group membership are applied.
+    #[serde(default = "yes")]
+    pub sync_attributes: bool,
+    /// Allow `active: false` to deactivate users.
+    #[serde(default = "yes")]
+    pub allow_deactivation: bool,
+    /// Really delete on DELETE (default: keep a deactivated tombstone).
+    #[serde(default)]
+    pub allow_deletion: bool,
+    /// Requests per window, e.g. `"1000/h"`, `"50/s"`; absent = unlimited.
+    pub rate_limit: Option<String>,
+    /// Extra group → role mappings for this client's tenant.
+    #[serde(default)]
+    pub group_roles: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -207,6 +259,12 @@ impl Default for JitConfig {
     }
 }
 
+fn default_scim_base() -> String {
+    "/scim/v2".into()
+}
+fn default_tenant() -> String {
+    "default".into()
+}
 fn default_skew() -> HumanDuration {
     HumanDuration::secs(120)
 }
@@ -684,6 +742,9 @@ impl Config {
         }
         if let Some(saml) = &self.saml {
             crate::saml::validate_config(self, saml, &mut p);
+        }
+        if let Some(scim) = &self.scim {
+            crate::scim::validate_config(self, scim, &mut p);
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(Problem::new("log.level", format!("invalid filter: {e}")));

@@ -157,6 +157,9 @@ pub fn too_large(limit: usize) -> LocalResponse {
 
 /// Routes a request under the reserved prefix.
 pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
+    if let Some(scim) = app.scim.as_ref().filter(|s| s.owns(&req.path)) {
+        return crate::scim::server::handle(app, scim, &req).await;
+    }
     let sub = &req.path[app.prefix.len()..];
     let get_like = req.method == Method::GET || req.method == Method::HEAD;
     match sub {

@@ -5,6 +5,7 @@
 //! `local`); this module only moves values between them and the wire.
 
 pub mod admin;
+pub mod identity_sync;
 pub mod local;
 pub mod pages;
 pub mod proxy;
@@ -49,6 +50,7 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error("runtime: {0}")]
     Runtime(String),
+    /// A bad `[saml]` or `[scim]` key, found at start.
     #[error("{0}: {1}")]
     Saml(String, String),
 }
@@ -117,6 +119,7 @@ pub struct App {
     pub saml: arc_swap::ArcSwapOption<crate::saml::idp::Registry>,
     /// `[saml] mode = "optional"`: no session still reaches the app, without identity.
     pub sso_optional: bool,
+    pub scim: Option<crate::scim::server::Scim>,
 }
 
 impl App {
@@ -167,6 +170,13 @@ impl App {
             )),
             None => None,
         };
+        let scim = match &cfg.scim {
+            Some(s) => Some(
+                crate::scim::server::Scim::from_config(s)
+                    .map_err(|(k, m)| StartError::Saml(k, m))?,
+            ),
+            None => None,
+        };
         let sso_optional = cfg
             .saml
             .as_ref()
@@ -196,12 +206,15 @@ impl App {
             admin_token,
             saml: arc_swap::ArcSwapOption::new(saml),
             sso_optional,
+            scim,
         }))
     }
 
-    /// True if `path` (normalized) is one of the gateway's own endpoints.
+    /// True if `path` (normalized) is one of the gateway's own endpoints
+    /// (the reserved prefix, or the SCIM base path when SCIM is on).
     pub fn is_local(&self, path: &str) -> bool {
-        path == self.prefix
+        self.scim.as_ref().is_some_and(|s| s.owns(path))
+            || path == self.prefix
             || (path.starts_with(&self.prefix)
                 && path.as_bytes().get(self.prefix.len()) == Some(&b'/'))
     }

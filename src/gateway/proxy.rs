@@ -188,11 +188,13 @@ impl ProxyHttp for Proxy {
                 match read_body_capped(session, app.cfg.server.max_body_bytes).await? {
                     Some(b) => b,
                     None => {
-                        return write_local(
-                            session,
-                            local::too_large(app.cfg.server.max_body_bytes),
-                        )
-                        .await
+                        let limit = app.cfg.server.max_body_bytes;
+                        let resp = if app.scim.as_ref().is_some_and(|s| s.owns(&norm.matched)) {
+                            crate::scim::server::too_large(limit)
+                        } else {
+                            local::too_large(limit)
+                        };
+                        return write_local(session, resp).await;
                     }
                 }
             } else {

@@ -405,6 +405,7 @@ async fn accept(
         name_id: login.name_id.clone(),
         name_id_format: login.name_id_format.clone(),
         session_index: login.session_index.clone(),
+        asserted_groups: login.groups.clone(),
     };
     let (id, live) = app
         .sessions
@@ -560,33 +561,23 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
             }
         }
     };
-    let mut groups = login.groups.clone();
-    for g in dir
+    let dir_groups: Vec<String> = dir
         .groups_of_user(&tenant, &user.id)
         .await
         .map_err(dir_err)?
-    {
-        groups.push(g.display_name);
-    }
-    groups.sort();
-    groups.dedup();
-    Ok(Principal {
-        sub: user.id.clone(),
-        email: user
-            .primary_email()
-            .map(str::to_string)
-            .or_else(|| login.email.clone()),
-        name: user
-            .display_name
-            .clone()
-            .or_else(|| user.name.formatted.clone()),
-        given_name: user.name.given_name.clone(),
-        family_name: user.name.family_name.clone(),
-        groups,
-        roles: vec![user.role.clone()],
-        tenant: Some(tenant),
+        .into_iter()
+        .map(|g| g.display_name)
+        .collect();
+    let src = crate::gateway::identity_sync::Sources {
+        directory_groups: &dir_groups,
+        asserted_groups: &login.groups,
         idp: Some(idp.id.clone()),
-    })
+        fallback_email: login.email.clone(),
+        default_role: &idp.jit.default_role,
+    };
+    Ok(crate::gateway::identity_sync::compose(
+        app, &tenant, &user, src,
+    ))
 }
 
 /// Where `/.portcullis/logout` sends the browser after ending a SAML

@@ -114,6 +114,9 @@ pub struct SsoLink {
     pub name_id_format: Option<String>,
     #[serde(default)]
     pub session_index: Option<String>,
+    /// Groups the IdP asserted at sign-in (kept when the directory changes).
+    #[serde(default)]
+    pub asserted_groups: Vec<String>,
 }
 
 impl SessionRecord {
@@ -145,6 +148,8 @@ impl SessionRecord {
 pub enum Revocation {
     Session(SessionKey),
     User(String),
+    /// A user's identity changed in the directory: drop cached copies.
+    Refresh(String),
     /// Drop the whole cache (sent to oneself after a pub/sub reconnect).
     All,
 }
@@ -175,6 +180,13 @@ pub trait SessionStore: Send + Sync {
     /// Removes every session of a user; returns their keys.
     async fn remove_user_sessions(&self, sub: &str) -> StoreResult<Vec<SessionKey>>;
     async fn list_user_sessions(&self, sub: &str) -> StoreResult<Vec<(SessionKey, SessionRecord)>>;
+    /// Replaces the principal of a live session (directory changes); never
+    /// resurrects a removed one. Returns whether the session existed.
+    async fn update_session_principal(
+        &self,
+        key: &SessionKey,
+        principal: &Principal,
+    ) -> StoreResult<bool>;
     /// Deletes expired sessions (backends without native expiry); returns how many.
     async fn purge_expired_sessions(&self, now_ms: u64, idle: Duration) -> StoreResult<usize>;
     /// Tells other replicas; a single-process backend does nothing.
@@ -411,6 +423,27 @@ impl Sessions {
         Ok(keys.len())
     }
 
+    /// Rewrites the principal of every session of `sub` (computed by
+    /// `principal_for` from the record) and makes every replica re-read
+    /// them: the next request carries the new identity, without re-login.
+    pub async fn refresh_user<F>(&self, sub: &str, principal_for: F) -> Result<usize, SessionError>
+    where
+        F: Fn(&SessionRecord) -> Principal,
+    {
+        let mut n = 0;
+        for (key, rec) in self.store.list_user_sessions(sub).await? {
+            let p = principal_for(&rec);
+            if p != rec.principal && self.store.update_session_principal(&key, &p).await? {
+                n += 1;
+            }
+        }
+        self.evict_user(sub);
+        self.store
+            .publish_revocation(&Revocation::Refresh(sub.to_string()))
+            .await?;
+        Ok(n)
+    }
+
     pub async fn list_user(
         &self,
         sub: &str,
@@ -442,7 +475,7 @@ impl Sessions {
     pub fn apply_revocation(&self, r: &Revocation) {
         match r {
             Revocation::Session(k) => self.cache.invalidate(k),
-            Revocation::User(sub) => self.evict_user(sub),
+            Revocation::User(sub) | Revocation::Refresh(sub) => self.evict_user(sub),
             Revocation::All => self.cache.invalidate_all(),
         }
     }

@@ -210,6 +210,38 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn update_session_principal(
+        &self,
+        key: &SessionKey,
+        principal: &crate::identity::Principal,
+    ) -> StoreResult<bool> {
+        let key = key.0.clone();
+        let principal = principal.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            let found = {
+                let mut table = txn.open_table(SESSIONS).map_err(err)?;
+                let current = table
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .map(|v| decode(v.value()));
+                match current {
+                    Some(rec) => {
+                        let mut rec = rec?;
+                        rec.principal = principal;
+                        let bytes = encode(&rec)?;
+                        table.insert(key.as_str(), bytes.as_slice()).map_err(err)?;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            txn.commit().map_err(err)?;
+            Ok(found)
+        })
+        .await
+    }
+
     async fn purge_expired_sessions(&self, now_ms: u64, idle: Duration) -> StoreResult<usize> {
         self.blocking(move |db| {
             let expired: Vec<(String, String)> = {

@@ -243,6 +243,32 @@ impl SessionStore for RedisStore {
         Ok(out)
     }
 
+    async fn update_session_principal(
+        &self,
+        key: &SessionKey,
+        principal: &crate::identity::Principal,
+    ) -> StoreResult<bool> {
+        let skey = self.session_key(key);
+        let raw: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(&skey)
+            .arg("rec")
+            .query_async(&mut self.conn())
+            .await?;
+        let Some(raw) = raw else { return Ok(false) };
+        let mut rec = decode(&raw)?;
+        rec.principal = principal.clone();
+        let json = serde_json::to_string(&rec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // Only while the session still exists: a concurrent revocation wins.
+        let updated: i64 = Script::new(
+            r"if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'rec', ARGV[1]) return 1 end return 0",
+        )
+        .key(skey)
+        .arg(json)
+        .invoke_async(&mut self.conn())
+        .await?;
+        Ok(updated == 1)
+    }
+
     async fn purge_expired_sessions(&self, _now_ms: u64, _idle: Duration) -> StoreResult<usize> {
         // Redis expires session keys itself (PX); indexes are tidied on read.
         Ok(0)

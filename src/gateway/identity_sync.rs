@@ -1,0 +1,115 @@
+//! Keeps signed-in users' identity in step with the directory: one place
+//! composes the principal (JWT claims) from a directory user, its groups,
+//! the IdP-asserted groups and the group → role mapping; SCIM calls
+//! `refresh_sessions` after a change so the next request carries the new
+//! identity on every replica, without re-login.
+
+use super::App;
+use crate::directory::{DirectoryError, User};
+use crate::identity::Principal;
+
+/// Role of users without a mapped group or an explicit role.
+pub const FALLBACK_ROLE: &str = "member";
+
+/// Where a principal's facts come from besides the directory user.
+pub struct Sources<'a> {
+    pub directory_groups: &'a [String],
+    /// Groups the IdP asserted at sign-in.
+    pub asserted_groups: &'a [String],
+    pub idp: Option<String>,
+    /// Email when the directory user has none.
+    pub fallback_email: Option<String>,
+    /// Role when the user has none and no group maps to one.
+    pub default_role: &'a str,
+}
+
+/// The principal for `user`: directory groups ∪ asserted groups, roles
+/// from the group mapping (else the user's role).
+pub fn compose(app: &App, tenant: &str, user: &User, src: Sources<'_>) -> Principal {
+    let Sources {
+        directory_groups,
+        asserted_groups,
+        idp,
+        fallback_email,
+        default_role,
+    } = src;
+    let mut groups: Vec<String> = directory_groups
+        .iter()
+        .chain(asserted_groups)
+        .cloned()
+        .collect();
+    groups.sort();
+    groups.dedup();
+    let base_role = if user.role.is_empty() {
+        default_role.to_string()
+    } else {
+        user.role.clone()
+    };
+    let roles = match &app.scim {
+        Some(scim) => scim.roles_for(
+            scim.client_roles(user.scim_client.as_deref()),
+            &groups,
+            &base_role,
+        ),
+        None => vec![base_role],
+    };
+    Principal {
+        sub: user.id.clone(),
+        email: user.primary_email().map(str::to_string).or(fallback_email),
+        name: user
+            .display_name
+            .clone()
+            .or_else(|| user.name.formatted.clone()),
+        given_name: user.name.given_name.clone(),
+        family_name: user.name.family_name.clone(),
+        groups,
+        roles,
+        tenant: Some(tenant.to_string()),
+        idp,
+    }
+}
+
+/// Re-derives the identity of every session of a directory user. Inactive
+/// or deleted users are left alone (their sessions are revoked elsewhere).
+pub async fn refresh_sessions(app: &App, tenant: &str, user_id: &str) -> Result<usize, String> {
+    let user = app
+        .store
+        .get_user(tenant, user_id)
+        .await
+        .map_err(|e: DirectoryError| e.to_string())?;
+    let Some(user) = user.filter(|u| u.active && !u.deleted) else {
+        return Ok(0);
+    };
+    let dir_groups: Vec<String> = app
+        .store
+        .groups_of_user(tenant, &user.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|g| g.display_name)
+        .collect();
+    app.sessions
+        .refresh_user(&user.id, |rec| {
+            let asserted = rec
+                .sso
+                .as_ref()
+                .map(|l| l.asserted_groups.clone())
+                .unwrap_or_default();
+            let role = rec
+                .principal
+                .roles
+                .first()
+                .cloned()
+                .unwrap_or_else(|| FALLBACK_ROLE.to_string());
+            let src = Sources {
+                directory_groups: &dir_groups,
+                asserted_groups: &asserted,
+                idp: rec.principal.idp.clone(),
+                fallback_email: rec.principal.email.clone(),
+                default_role: &role,
+            };
+            compose(app, tenant, &user, src)
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,918 @@
+//! The SCIM HTTP surface under `[scim] base_path`: authentication, routing,
+//! and the provisioning semantics (adoption of SAML JIT users, tombstones,
+//! deactivation that revokes sessions, idempotent membership). Handlers take
+//! a `LocalRequest` and return a `LocalResponse`; filters, PATCH and the
+//! JSON mapping are the pure cores in the sibling modules.
+
+use std::collections::BTreeMap;
+
+#[cfg(test)]
+use serde_json::json;
+use serde_json::Value;
+
+use super::attrs::ResourceKind;
+use super::auth::{Client, Clients};
+use super::filter::{Filter, Indexed};
+use super::resource::{self, group_from_json, group_to_json, user_from_json, user_to_json};
+use super::schemas;
+use super::ScimError;
+use crate::config::ScimConfig;
+use crate::directory::{DirectoryError, Group, ProvisionedVia, User};
+use crate::gateway::local::{LocalRequest, LocalResponse};
+use crate::gateway::App;
+
+/// The compiled `[scim]` section.
+pub struct Scim {
+    pub base_path: String,
+    pub clients: Clients,
+    pub group_roles: BTreeMap<String, String>,
+}
+
+impl Scim {
+    pub fn from_config(cfg: &ScimConfig) -> Result<Self, (String, String)> {
+        let base = cfg.base_path.trim_end_matches('/').to_string();
+        if !base.starts_with('/') || base.len() < 2 || base.contains("//") {
+            return Err((
+                "scim.base_path".into(),
+                "must be an absolute path such as \"/scim/v2\"".into(),
+            ));
+        }
+        Ok(Self {
+            base_path: base,
+            clients: Clients::from_config(cfg)?,
+            group_roles: cfg.group_roles.clone(),
+        })
+    }
+
+    /// Is `path` (normalized) a SCIM endpoint?
+    pub fn owns(&self, path: &str) -> bool {
+        path == self.base_path
+            || (path.starts_with(&self.base_path)
+                && path.as_bytes().get(self.base_path.len()) == Some(&b'/'))
+    }
+
+    /// The group → role map of the client that provisioned a user, if any.
+    pub fn client_roles(&self, client: Option<&str>) -> Option<&BTreeMap<String, String>> {
+        let name = client?;
+        self.clients
+            .0
+            .iter()
+            .find(|c| c.cfg.name == name)
+            .map(|c| &c.cfg.group_roles)
+    }
+
+    /// Roles for a user in `groups`: every mapped group's role, else `default`.
+    pub fn roles_for(
+        &self,
+        client_roles: Option<&BTreeMap<String, String>>,
+        groups: &[String],
+        default: &str,
+    ) -> Vec<String> {
+        let mut roles: Vec<String> = groups
+            .iter()
+            .filter_map(|g| {
+                client_roles
+                    .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(g)))
+                    .or_else(|| {
+                        self.group_roles
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(g))
+                    })
+                    .map(|(_, r)| r.clone())
+            })
+            .collect();
+        roles.sort();
+        roles.dedup();
+        if roles.is_empty() {
+            roles.push(default.to_string());
+        }
+        roles
+    }
+}
+
+fn respond(status: u16, body: &Value) -> LocalResponse {
+    LocalResponse::new(status, "application/scim+json", body.to_string())
+}
+
+fn error(e: &ScimError) -> LocalResponse {
+    respond(e.status, &e.to_json())
+}
+
+fn dir_error(e: DirectoryError) -> ScimError {
+    match e {
+        DirectoryError::NotFound { what } => ScimError::not_found(format!("{what} not found")),
+        DirectoryError::Conflict { what } => {
+            ScimError::uniqueness(format!("{what} is already taken"))
+        }
+        DirectoryError::VersionMismatch { .. } => ScimError::new(
+            412,
+            None,
+            "the resource changed since the version given in If-Match",
+        ),
+        DirectoryError::Invalid(m) => ScimError::invalid_value(m),
+        DirectoryError::Store(s) => ScimError::new(503, None, format!("store unavailable: {s}")),
+    }
+}
+
+/// Handles one request under the SCIM base path.
+pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse {
+    let token = crate::secret::bearer_token(req.headers.get(http::header::AUTHORIZATION));
+    let Some(client) = token.and_then(|t| scim.clients.authenticate(t)) else {
+        tracing::info!(path = %req.path, "SCIM request refused: missing or unknown bearer token");
+        return error(&ScimError::new(
+            401,
+            None,
+            "a valid bearer token is required",
+        ))
+        .with_header(http::header::WWW_AUTHENTICATE, "Bearer realm=\"scim\"");
+    };
+    if let Some(limit) = &client.limit {
+        if let Err(wait) = limit.take() {
+            return error(&ScimError::new(
+                429,
+                None,
+                "rate limit exceeded for this SCIM client",
+            ))
+            .with_header(http::header::RETRY_AFTER, wait.as_secs().to_string());
+        }
+    }
+    let sub = req.path[scim.base_path.len()..].trim_end_matches('/');
+    let segs: Vec<&str> = sub.split('/').filter(|s| !s.is_empty()).collect();
+    let ctx = Ctx {
+        app,
+        client,
+        base: format!("{}{}", app.cfg.server.public_url.origin(), scim.base_path),
+    };
+    let result = match (req.method.as_str(), segs.as_slice()) {
+        ("GET", ["ServiceProviderConfig"]) => {
+            Ok(respond(200, &schemas::service_provider_config(&ctx.base)))
+        }
+        ("GET", ["ResourceTypes"]) => {
+            let all = schemas::resource_types(&ctx.base);
+            let n = all.len();
+            Ok(respond(200, &resource::list_response(all, n, 1)))
+        }
+        ("GET", ["ResourceTypes", id]) => schemas::resource_types(&ctx.base)
+            .into_iter()
+            .find(|r| r["id"] == *id)
+            .map(|r| respond(200, &r))
+            .ok_or_else(|| ScimError::not_found("no such resource type")),
+        ("GET", ["Schemas"]) => {
+            let all = schemas::all_schemas();
+            let n = all.len();
+            Ok(respond(200, &resource::list_response(all, n, 1)))
+        }
+        ("GET", ["Schemas", id]) => schemas::all_schemas()
+            .into_iter()
+            .find(|s| s["id"] == *id)
+            .map(|s| respond(200, &s))
+            .ok_or_else(|| ScimError::not_found("no such schema")),
+        ("GET", ["Users"]) => {
+            ctx.list(ResourceKind::User, &Query::from_query(req.query.as_deref()))
+                .await
+        }
+        ("POST", ["Users", ".search"]) => match parse_body(req) {
+            Ok(b) => ctx.list(ResourceKind::User, &Query::from_search(&b)).await,
+            Err(e) => Err(e),
+        },
+        ("POST", ["Users"]) => match parse_body(req) {
+            Ok(b) => ctx.create_user(&b).await,
+            Err(e) => Err(e),
+        },
+        ("GET", ["Users", id]) => {
+            ctx.get_user(id, &Query::from_query(req.query.as_deref()))
+                .await
+        }
+        ("PUT", ["Users", id]) => match parse_body(req) {
+            Ok(b) => ctx.put_user(id, &b, if_match(req)).await,
+            Err(e) => Err(e),
+        },
+        ("PATCH", ["Users", id]) => match parse_body(req) {
+            Ok(b) => ctx.patch_user(id, &b, if_match(req)).await,
+            Err(e) => Err(e),
+        },
+        ("DELETE", ["Users", id]) => ctx.delete_user(id).await,
+        ("GET", ["Groups"]) => {
+            ctx.list(
+                ResourceKind::Group,
+                &Query::from_query(req.query.as_deref()),
+            )
+            .await
+        }
+        ("POST", ["Groups", ".search"]) => match parse_body(req) {
+            Ok(b) => ctx.list(ResourceKind::Group, &Query::from_search(&b)).await,
+            Err(e) => Err(e),
+        },
+        ("POST", ["Groups"]) => match parse_body(req) {
+            Ok(b) => ctx.create_group(&b).await,
+            Err(e) => Err(e),
+        },
+        ("GET", ["Groups", id]) => {
+            ctx.get_group(id, &Query::from_query(req.query.as_deref()))
+                .await
+        }
+        ("PUT", ["Groups", id]) => match parse_body(req) {
+            Ok(b) => ctx.put_group(id, &b, if_match(req)).await,
+            Err(e) => Err(e),
+        },
+        ("PATCH", ["Groups", id]) => match parse_body(req) {
+            Ok(b) => ctx.patch_group(id, &b, if_match(req)).await,
+            Err(e) => Err(e),
+        },
+        ("DELETE", ["Groups", id]) => ctx.delete_group(id).await,
+        (_, ["Users" | "Groups" | "Schemas" | "ResourceTypes" | "ServiceProviderConfig", ..]) => {
+            Err(ScimError::new(
+                405,
+                None,
+                "method not allowed on this endpoint",
+            ))
+        }
+        _ => Err(ScimError::not_found("no such SCIM endpoint")),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::error!(client = %client.cfg.name, path = %req.path, error = %e, "SCIM request failed");
+            } else {
+                tracing::info!(client = %client.cfg.name, method = %req.method, path = %req.path, status = e.status, scim_type = e.scim_type.unwrap_or("-"), detail = %e.detail, "SCIM request refused");
+            }
+            error(&e)
+        }
+    }
+}
+
+fn parse_body(req: &LocalRequest) -> Result<Value, ScimError> {
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/scim+json")
+        .to_ascii_lowercase();
+    if !(ct.starts_with("application/scim+json") || ct.starts_with("application/json")) {
+        return Err(ScimError::new(
+            415,
+            None,
+            "send application/scim+json or application/json",
+        ));
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ScimError::invalid_syntax(format!("body is not JSON: {e}")))
+}
+
+/// `If-Match: W/"<version>"` → the version a write must find.
+fn if_match(req: &LocalRequest) -> Option<u64> {
+    let v = req.headers.get(http::header::IF_MATCH)?.to_str().ok()?;
+    v.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+/// List parameters (RFC 7644 §3.4.2), from a query string or a `.search` body.
+#[derive(Default)]
+struct Query {
+    filter: Option<String>,
+    start_index: Option<i64>,
+    count: Option<i64>,
+    attributes: Vec<String>,
+    excluded: Vec<String>,
+    sort_by: Option<String>,
+    descending: bool,
+}
+
+fn csv(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+impl Query {
+    fn from_query(q: Option<&str>) -> Self {
+        let mut out = Self::default();
+        for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+            match k.to_ascii_lowercase().as_str() {
+                "filter" => out.filter = Some(v.into_owned()),
+                "startindex" => out.start_index = v.trim().parse().ok().or(Some(1)),
+                "count" => out.count = v.trim().parse().ok(),
+                "attributes" => out.attributes = csv(&v),
+                "excludedattributes" => out.excluded = csv(&v),
+                "sortby" => out.sort_by = Some(v.into_owned()),
+                "sortorder" => out.descending = v.eq_ignore_ascii_case("descending"),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn from_search(b: &Value) -> Self {
+        let list = |k: &str| match b.get(k) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => csv(s),
+            _ => Vec::new(),
+        };
+        Self {
+            filter: b.get("filter").and_then(|v| v.as_str()).map(str::to_string),
+            start_index: b.get("startIndex").and_then(|v| v.as_i64()),
+            count: b.get("count").and_then(|v| v.as_i64()),
+            attributes: list("attributes"),
+            excluded: list("excludedAttributes"),
+            sort_by: b.get("sortBy").and_then(|v| v.as_str()).map(str::to_string),
+            descending: b
+                .get("sortOrder")
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| s.eq_ignore_ascii_case("descending")),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    app: &'a App,
+    client: &'a Client,
+    base: String,
+}
+
+/// Dotted attribute value for sorting (`name.familyName`, `emails.value` → first).
+fn sort_key(v: &Value, path: &str) -> String {
+    let mut cur = v;
+    for part in path.split('.') {
+        let next = match cur {
+            Value::Object(m) => m
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v),
+            Value::Array(a) => a.first().and_then(|x| x.as_object()).and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                    .map(|(_, v)| v)
+            }),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return String::new(),
+        }
+    }
+    match cur {
+        Value::String(s) => s.to_lowercase(),
+        Value::Array(a) => a
+            .first()
+            .map(|x| x.to_string().to_lowercase())
+            .unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+impl Ctx<'_> {
+    fn tenant(&self) -> &str {
+        &self.client.cfg.tenant
+    }
+
+    async fn user_json(&self, u: &User) -> Result<Value, ScimError> {
+        let groups = self
+            .app
+            .store
+            .groups_of_user(self.tenant(), &u.id)
+            .await
+            .map_err(dir_error)?;
+        Ok(user_to_json(u, &groups, &self.base))
+    }
+
+    async fn live_user(&self, id: &str) -> Result<User, ScimError> {
+        match self
+            .app
+            .store
+            .get_user(self.tenant(), id)
+            .await
+            .map_err(dir_error)?
+        {
+            Some(u) if !u.deleted => Ok(u),
+            _ => Err(ScimError::not_found(format!("User {id} not found"))),
+        }
+    }
+
+    fn resource_response(
+        &self,
+        status: u16,
+        v: &Value,
+        version: u64,
+        location: Option<String>,
+    ) -> LocalResponse {
+        let mut r = respond(status, v).with_header(http::header::ETAG, format!("W/\"{version}\""));
+        if let Some(l) = location {
+            r = r.with_header(http::header::LOCATION, l);
+        }
+        r
+    }
+
+    async fn list(&self, kind: ResourceKind, q: &Query) -> Result<LocalResponse, ScimError> {
+        let filter = q
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(Filter::parse)
+            .transpose()?;
+        let dir = &self.app.store;
+        let t = self.tenant();
+        let mut items: Vec<Value> = Vec::new();
+        match kind {
+            ResourceKind::User => {
+                let users: Vec<User> = match filter.as_ref().and_then(|f| f.indexed_eq(kind)) {
+                    Some((Indexed::UserName, v)) => dir
+                        .user_by_user_name(t, &v)
+                        .await
+                        .map_err(dir_error)?
+                        .into_iter()
+                        .collect(),
+                    Some((Indexed::ExternalId, v)) => dir
+                        .user_by_external_id(t, &v)
+                        .await
+                        .map_err(dir_error)?
+                        .into_iter()
+                        .collect(),
+                    Some((Indexed::Email, v)) => {
+                        dir.users_by_email(t, &v).await.map_err(dir_error)?
+                    }
+                    _ => dir.list_users(t).await.map_err(dir_error)?,
+                };
+                for u in users.iter().filter(|u| !u.deleted) {
+                    let v = self.user_json(u).await?;
+                    if filter.as_ref().is_none_or(|f| f.matches(&v, kind)) {
+                        items.push(v);
+                    }
+                }
+            }
+            ResourceKind::Group => {
+                let groups: Vec<Group> = match filter.as_ref().and_then(|f| f.indexed_eq(kind)) {
+                    Some((Indexed::DisplayName, v)) => dir
+                        .group_by_display_name(t, &v)
+                        .await
+                        .map_err(dir_error)?
+                        .into_iter()
+                        .collect(),
+                    Some((Indexed::ExternalId, v)) => dir
+                        .group_by_external_id(t, &v)
+                        .await
+                        .map_err(dir_error)?
+                        .into_iter()
+                        .collect(),
+                    _ => dir.list_groups(t).await.map_err(dir_error)?,
+                };
+                for g in &groups {
+                    let v = group_to_json(g, &self.base);
+                    if filter.as_ref().is_none_or(|f| f.matches(&v, kind)) {
+                        items.push(v);
+                    }
+                }
+            }
+        }
+        if let Some(by) = &q.sort_by {
+            items.sort_by_cached_key(|v| sort_key(v, by));
+            if q.descending {
+                items.reverse();
+            }
+        }
+        let total = items.len();
+        let start = q.start_index.unwrap_or(1).max(1) as usize;
+        let count = q
+            .count
+            .map(|c| c.max(0) as usize)
+            .unwrap_or(schemas::MAX_RESULTS)
+            .min(schemas::MAX_RESULTS);
+        let page: Vec<Value> = items
+            .into_iter()
+            .skip(start - 1)
+            .take(count)
+            .map(|v| resource::project(&v, &q.attributes, &q.excluded))
+            .collect();
+        Ok(respond(200, &resource::list_response(page, total, start)))
+    }
+
+    async fn get_user(&self, id: &str, q: &Query) -> Result<LocalResponse, ScimError> {
+        let u = self.live_user(id).await?;
+        let v = resource::project(&self.user_json(&u).await?, &q.attributes, &q.excluded);
+        Ok(self.resource_response(200, &v, u.meta.version, None))
+    }
+
+    async fn create_user(&self, body: &Value) -> Result<LocalResponse, ScimError> {
+        let cfg = &self.client.cfg;
+        let mut u = user_from_json(body)?;
+        let dir = &self.app.store;
+        if let Some(existing) = dir
+            .user_by_user_name(self.tenant(), &u.user_name)
+            .await
+            .map_err(dir_error)?
+        {
+            if existing.provisioned_via != ProvisionedVia::SamlJit {
+                return Err(ScimError::uniqueness(format!(
+                    "userName {:?} already exists",
+                    u.user_name
+                )));
+            }
+            // A user created by SAML JIT in this tenant: SCIM adopts it.
+            let adopted = self.merge(&existing, u, true);
+            let saved = dir
+                .replace_user(self.tenant(), adopted, Some(existing.meta.version))
+                .await
+                .map_err(dir_error)?;
+            tracing::info!(client = %cfg.name, user = %saved.id, "SCIM adopted a SAML JIT user");
+            let v = self.user_json(&saved).await?;
+            return Ok(self.resource_response(
+                201,
+                &v,
+                saved.meta.version,
+                Some(format!("{}/Users/{}", self.base, saved.id)),
+            ));
+        }
+        u.provisioned_via = ProvisionedVia::Scim;
+        u.scim_client = Some(cfg.name.clone());
+        u.role = cfg.default_role.clone();
+        if cfg.auto_activate {
+            u.active = true;
+        }
+        let saved = dir.create_user(self.tenant(), u).await.map_err(dir_error)?;
+        tracing::info!(client = %cfg.name, user = %saved.id, user_name = %saved.user_name, "SCIM created user");
+        let v = self.user_json(&saved).await?;
+        Ok(self.resource_response(
+            201,
+            &v,
+            saved.meta.version,
+            Some(format!("{}/Users/{}", self.base, saved.id)),
+        ))
+    }
+
+    /// `incoming` applied onto `current`, keeping what the client may not change.
+    fn merge(&self, current: &User, incoming: User, adopt: bool) -> User {
+        let cfg = &self.client.cfg;
+        let mut next = if cfg.sync_attributes || adopt {
+            User {
+                id: current.id.clone(),
+                tenant: current.tenant.clone(),
+                role: current.role.clone(),
+                provisioned_via: current.provisioned_via,
+                scim_client: current.scim_client.clone(),
+                idp: current.idp.clone(),
+                name_id: current.name_id.clone(),
+                deleted: false,
+                meta: current.meta.clone(),
+                ..incoming.clone()
+            }
+        } else {
+            User {
+                active: incoming.active,
+                ..current.clone()
+            }
+        };
+        if adopt {
+            next.provisioned_via = ProvisionedVia::Scim;
+            next.scim_client = Some(cfg.name.clone());
+        }
+        if current.active && !next.active && !cfg.allow_deactivation {
+            tracing::warn!(client = %cfg.name, user = %current.id, "deactivation ignored: allow_deactivation = false");
+            next.active = true;
+        }
+        next
+    }
+
+    async fn save_user(
+        &self,
+        current: User,
+        incoming: User,
+        expected: Option<u64>,
+    ) -> Result<LocalResponse, ScimError> {
+        let next = self.merge(&current, incoming, false);
+        let deactivated = current.active && !next.active;
+        let saved = self
+            .app
+            .store
+            .replace_user(
+                self.tenant(),
+                next,
+                Some(expected.unwrap_or(current.meta.version)),
+            )
+            .await
+            .map_err(dir_error)?;
+        if deactivated {
+            self.revoke(&saved.id, "deactivated").await;
+        } else {
+            self.refresh(std::slice::from_ref(&saved.id)).await;
+        }
+        let v = self.user_json(&saved).await?;
+        Ok(self.resource_response(200, &v, saved.meta.version, None))
+    }
+
+    /// Signed-in members of a change get their new identity on their next request.
+    async fn refresh(&self, user_ids: &[String]) {
+        for id in user_ids {
+            match crate::gateway::identity_sync::refresh_sessions(self.app, self.tenant(), id).await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(user = %id, sessions = n, "identity refreshed after a directory change")
+                }
+                Err(e) => {
+                    tracing::warn!(user = %id, error = %e, "could not refresh the identity of signed-in sessions")
+                }
+            }
+        }
+    }
+
+    async fn revoke(&self, user_id: &str, why: &str) {
+        match self.app.sessions.revoke_user(user_id).await {
+            Ok(n) => {
+                tracing::info!(client = %self.client.cfg.name, user = %user_id, revoked = n, why, "SCIM ended the user's sessions")
+            }
+            Err(e) => {
+                tracing::error!(user = %user_id, error = %e, "could not revoke sessions of a deprovisioned user")
+            }
+        }
+    }
+
+    async fn put_user(
+        &self,
+        id: &str,
+        body: &Value,
+        expected: Option<u64>,
+    ) -> Result<LocalResponse, ScimError> {
+        let current = self.live_user(id).await?;
+        check_id(body, id)?;
+        let incoming = user_from_json(body)?;
+        self.save_user(current, incoming, expected).await
+    }
+
+    async fn patch_user(
+        &self,
+        id: &str,
+        body: &Value,
+        expected: Option<u64>,
+    ) -> Result<LocalResponse, ScimError> {
+        let current = self.live_user(id).await?;
+        let before = self.user_json(&current).await?;
+        let patched = super::patch::apply(&before, body, ResourceKind::User)?;
+        let incoming = user_from_json(&patched.resource)?;
+        self.save_user(current, incoming, expected).await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<LocalResponse, ScimError> {
+        let current = self.live_user(id).await?;
+        let dir = &self.app.store;
+        if self.client.cfg.allow_deletion {
+            dir.delete_user(self.tenant(), &current.id)
+                .await
+                .map_err(dir_error)?;
+            tracing::info!(client = %self.client.cfg.name, user = %current.id, "SCIM deleted user");
+        } else {
+            dir.tombstone_user(self.tenant(), &current.id)
+                .await
+                .map_err(dir_error)?;
+            tracing::info!(client = %self.client.cfg.name, user = %current.id, "SCIM delete kept as a deactivated tombstone (allow_deletion = false)");
+        }
+        self.revoke(&current.id, "deleted").await;
+        Ok(LocalResponse::new(204, "application/scim+json", ""))
+    }
+
+    async fn live_group(&self, id: &str) -> Result<Group, ScimError> {
+        self.app
+            .store
+            .get_group(self.tenant(), id)
+            .await
+            .map_err(dir_error)?
+            .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))
+    }
+
+    async fn get_group(&self, id: &str, q: &Query) -> Result<LocalResponse, ScimError> {
+        let g = self.live_group(id).await?;
+        let v = resource::project(&group_to_json(&g, &self.base), &q.attributes, &q.excluded);
+        Ok(self.resource_response(200, &v, g.meta.version, None))
+    }
+
+    /// Checks every member id names a live user or group of the tenant.
+    async fn check_members(&self, ids: &[String]) -> Result<(), ScimError> {
+        for id in ids {
+            let user = self
+                .app
+                .store
+                .get_user(self.tenant(), id)
+                .await
+                .map_err(dir_error)?;
+            let ok = match user {
+                Some(u) => !u.deleted,
+                None => self
+                    .app
+                    .store
+                    .get_group(self.tenant(), id)
+                    .await
+                    .map_err(dir_error)?
+                    .is_some(),
+            };
+            if !ok {
+                return Err(ScimError::invalid_value(format!(
+                    "member {id} is not a user or group of this tenant"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_group(&self, body: &Value) -> Result<LocalResponse, ScimError> {
+        let (group, members) = group_from_json(body)?;
+        self.check_members(&members).await?;
+        let dir = &self.app.store;
+        let saved = dir
+            .create_group(self.tenant(), group)
+            .await
+            .map_err(dir_error)?;
+        if !members.is_empty() {
+            dir.add_members(self.tenant(), &saved.id, &members)
+                .await
+                .map_err(dir_error)?;
+            self.refresh(&members).await;
+        }
+        let g = self.live_group(&saved.id).await?;
+        tracing::info!(client = %self.client.cfg.name, group = %g.id, name = %g.display_name, members = g.members.len(), "SCIM created group");
+        Ok(self.resource_response(
+            201,
+            &group_to_json(&g, &self.base),
+            g.meta.version,
+            Some(format!("{}/Groups/{}", self.base, g.id)),
+        ))
+    }
+
+    /// Applies a new name/externalId and member set to a group.
+    async fn update_group(
+        &self,
+        current: Group,
+        display_name: String,
+        external_id: Option<String>,
+        add: Vec<String>,
+        remove: Vec<String>,
+        expected: Option<u64>,
+    ) -> Result<LocalResponse, ScimError> {
+        let dir = &self.app.store;
+        let t = self.tenant();
+        self.check_members(&add).await?;
+        let renamed = display_name != current.display_name;
+        let mut affected: Vec<String> = add.iter().chain(remove.iter()).cloned().collect();
+        if renamed {
+            affected.extend(current.members.iter().map(|m| m.value.clone()));
+        }
+        if renamed || external_id != current.external_id {
+            let renamed = Group {
+                display_name,
+                external_id,
+                ..current.clone()
+            };
+            dir.replace_group(t, renamed, Some(expected.unwrap_or(current.meta.version)))
+                .await
+                .map_err(dir_error)?;
+        } else if let Some(v) = expected {
+            if v != current.meta.version {
+                return Err(dir_error(DirectoryError::VersionMismatch {
+                    expected: v,
+                    current: current.meta.version,
+                }));
+            }
+        }
+        if !add.is_empty() {
+            dir.add_members(t, &current.id, &add)
+                .await
+                .map_err(dir_error)?;
+        }
+        if !remove.is_empty() {
+            dir.remove_members(t, &current.id, &remove)
+                .await
+                .map_err(dir_error)?;
+        }
+        affected.sort();
+        affected.dedup();
+        self.refresh(&affected).await;
+        let g = self.live_group(&current.id).await?;
+        Ok(self.resource_response(200, &group_to_json(&g, &self.base), g.meta.version, None))
+    }
+
+    async fn put_group(
+        &self,
+        id: &str,
+        body: &Value,
+        expected: Option<u64>,
+    ) -> Result<LocalResponse, ScimError> {
+        let current = self.live_group(id).await?;
+        check_id(body, id)?;
+        let (incoming, wanted) = group_from_json(body)?;
+        let have: Vec<String> = current.members.iter().map(|m| m.value.clone()).collect();
+        let add = wanted
+            .iter()
+            .filter(|w| !have.contains(w))
+            .cloned()
+            .collect();
+        let remove = have
+            .iter()
+            .filter(|h| !wanted.contains(h))
+            .cloned()
+            .collect();
+        self.update_group(
+            current,
+            incoming.display_name,
+            incoming.external_id,
+            add,
+            remove,
+            expected,
+        )
+        .await
+    }
+
+    async fn patch_group(
+        &self,
+        id: &str,
+        body: &Value,
+        expected: Option<u64>,
+    ) -> Result<LocalResponse, ScimError> {
+        let current = self.live_group(id).await?;
+        let before = group_to_json(&current, &self.base);
+        let patched = super::patch::apply(&before, body, ResourceKind::Group)?;
+        let (incoming, _) = group_from_json(&patched.resource)?;
+        self.update_group(
+            current,
+            incoming.display_name,
+            incoming.external_id,
+            patched.members.added,
+            patched.members.removed,
+            expected,
+        )
+        .await
+    }
+
+    async fn delete_group(&self, id: &str) -> Result<LocalResponse, ScimError> {
+        let current = self.live_group(id).await?;
+        self.app
+            .store
+            .delete_group(self.tenant(), &current.id)
+            .await
+            .map_err(dir_error)?;
+        let members: Vec<String> = current.members.iter().map(|m| m.value.clone()).collect();
+        self.refresh(&members).await;
+        tracing::info!(client = %self.client.cfg.name, group = %current.id, "SCIM deleted group");
+        Ok(LocalResponse::new(204, "application/scim+json", ""))
+    }
+}
+
+/// A body's `id`, when present, must be the one in the URL (read-only).
+fn check_id(body: &Value, id: &str) -> Result<(), ScimError> {
+    match body.get("id").and_then(|v| v.as_str()) {
+        Some(b) if b != id => Err(ScimError::mutability(
+            "id is read-only and differs from the URL",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Body too large for a SCIM endpoint, in SCIM error form.
+pub fn too_large(limit: usize) -> LocalResponse {
+    error(&ScimError::new(
+        413,
+        None,
+        format!("request body larger than {limit} bytes"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_roles_map_case_insensitively_with_a_default() {
+        let cfg: ScimConfig = serde_json::from_value(json!({
+            "group_roles": {"CRA Admins": "admin"},
+            "client": []
+        }))
+        .unwrap();
+        let s = Scim::from_config(&cfg).unwrap();
+        let mut client = BTreeMap::new();
+        client.insert("Viewers".to_string(), "viewer".to_string());
+        assert_eq!(
+            s.roles_for(None, &["cra admins".into()], "member"),
+            vec!["admin"]
+        );
+        assert_eq!(
+            s.roles_for(Some(&client), &["Viewers".into(), "Other".into()], "member"),
+            vec!["viewer"]
+        );
+        assert_eq!(
+            s.roles_for(None, &["Other".into()], "member"),
+            vec!["member"]
+        );
+    }
+
+    #[test]
+    fn owns_the_base_path_only() {
+        let s = Scim::from_config(&serde_json::from_value(json!({"client": []})).unwrap()).unwrap();
+        assert!(s.owns("/scim/v2/Users"));
+        assert!(s.owns("/scim/v2"));
+        assert!(!s.owns("/scim/v20/Users"));
+    }
+}
