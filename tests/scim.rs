@@ -52,8 +52,29 @@ fn start_with(extra_client: &str, redis_prefix: Option<String>) -> Scim {
     }
 }
 
-fn start() -> Scim {
-    start_with("", None)
+/// `None` = embedded store; `Some(prefix)` = Redis with a fresh prefix.
+fn backend(redis: bool) -> Option<String> {
+    redis.then(|| unique_prefix("scim"))
+}
+
+fn start_on(redis: bool) -> Scim {
+    start_with("", backend(redis))
+}
+
+/// Runs a test against the embedded store and against Redis.
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn embedded() {
+                super::$name(false).await
+            }
+            #[tokio::test]
+            async fn redis() {
+                super::$name(true).await
+            }
+        }
+    };
 }
 
 impl Scim {
@@ -128,9 +149,8 @@ fn assert_scim_error(v: &Value, status: &str, scim_type: Option<&str>) {
     }
 }
 
-#[tokio::test]
-async fn discovery_endpoints_answer_with_a_valid_token_only() {
-    let s = start();
+async fn discovery_endpoints_answer_with_a_valid_token_only(redis: bool) {
+    let s = start_on(redis);
     let (st, v, h) = s
         .call(reqwest::Method::GET, "/ServiceProviderConfig", None)
         .await;
@@ -163,9 +183,8 @@ async fn discovery_endpoints_answer_with_a_valid_token_only() {
     assert_scim_error(&v, "401", None);
 }
 
-#[tokio::test]
-async fn user_lifecycle_create_read_filter_replace_delete() {
-    let s = start();
+async fn user_lifecycle_create_read_filter_replace_delete(redis: bool) {
+    let s = start_on(redis);
     let u = s.create_user("ann@example.com").await;
     let id = u["id"].as_str().unwrap().to_string();
     assert_eq!(u["meta"]["resourceType"], "User");
@@ -227,9 +246,8 @@ async fn user_lifecycle_create_read_filter_replace_delete() {
     assert_ne!(again["id"], id.as_str());
 }
 
-#[tokio::test]
-async fn duplicate_user_name_is_a_uniqueness_conflict() {
-    let s = start();
+async fn duplicate_user_name_is_a_uniqueness_conflict(redis: bool) {
+    let s = start_on(redis);
     s.create_user("bob@example.com").await;
     let (st, v, _) = s
         .call(
@@ -277,9 +295,8 @@ async fn scim_adopts_a_user_created_by_saml_jit() {
     );
 }
 
-#[tokio::test]
-async fn deactivation_ends_the_users_sessions_at_once_and_reactivation_is_allowed() {
-    let s = start();
+async fn deactivation_ends_the_users_sessions_at_once_and_reactivation_is_allowed(redis: bool) {
+    let s = start_on(redis);
     let u = s.create_user("dan@example.com").await;
     let id = u["id"].as_str().unwrap().to_string();
     let cookie =
@@ -324,9 +341,8 @@ async fn deactivation_ends_the_users_sessions_at_once_and_reactivation_is_allowe
     assert_eq!(v["active"], true);
 }
 
-#[tokio::test]
-async fn groups_lifecycle_with_members() {
-    let s = start();
+async fn groups_lifecycle_with_members(redis: bool) {
+    let s = start_on(redis);
     let a = s.create_user("a@example.com").await["id"]
         .as_str()
         .unwrap()
@@ -351,6 +367,24 @@ async fn groups_lifecycle_with_members() {
         .call(reqwest::Method::GET, &format!("/Users/{a}"), None)
         .await;
     assert_eq!(ua["groups"][0]["display"], "CRA Admins");
+    let (_, by_group, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/Users?filter={}",
+                urlencode("groups.display eq \"CRA Admins\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(by_group["totalResults"], 1, "{by_group}");
+    let (_, listed, _) = s
+        .call(reqwest::Method::GET, "/Users?sortBy=userName", None)
+        .await;
+    assert_eq!(
+        listed["Resources"][0]["groups"][0]["display"], "CRA Admins",
+        "page entries carry their groups"
+    );
 
     let (st, v, _) = s
         .call(
@@ -412,9 +446,8 @@ async fn groups_lifecycle_with_members() {
     assert_eq!(st, 404);
 }
 
-#[tokio::test]
-async fn pagination_is_one_based_stable_and_counts() {
-    let s = start();
+async fn pagination_is_one_based_stable_and_counts(redis: bool) {
+    let s = start_on(redis);
     for i in 0..5 {
         s.create_user(&format!("p{i}@example.com")).await;
     }
@@ -448,9 +481,8 @@ async fn pagination_is_one_based_stable_and_counts() {
     assert!(v["Resources"][0].get("emails").is_none());
 }
 
-#[tokio::test]
-async fn a_client_sees_only_its_own_tenant() {
-    let s = start();
+async fn a_client_sees_only_its_own_tenant(redis: bool) {
+    let s = start_on(redis);
     let u = s.create_user("eve@example.com").await;
     let id = u["id"].as_str().unwrap();
     let (st, _, _) = s
@@ -478,9 +510,8 @@ async fn a_client_sees_only_its_own_tenant() {
     assert_eq!(st, 201);
 }
 
-#[tokio::test]
-async fn refusals_come_in_rfc7644_form() {
-    let s = start_with("rate_limit = \"30/h\"", None);
+async fn refusals_come_in_rfc7644_form(redis: bool) {
+    let s = start_with("rate_limit = \"30/h\"", backend(redis));
     let (st, v, _) = s
         .call(
             reqwest::Method::GET,
@@ -534,9 +565,8 @@ async fn refusals_come_in_rfc7644_form() {
     assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
 }
 
-#[tokio::test]
-async fn scim_paths_never_reach_the_app_and_location_headers_point_at_resources() {
-    let s = start();
+async fn scim_paths_never_reach_the_app_and_location_headers_point_at_resources(redis: bool) {
+    let s = start_on(redis);
     let r = client()
         .post(s.url("/Users"))
         .header(AUTHORIZATION, format!("Bearer {}", s.token))
@@ -561,9 +591,8 @@ fn urlencode(s: &str) -> String {
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-#[tokio::test]
-async fn entra_and_okta_user_patches_apply() {
-    let s = start();
+async fn entra_and_okta_user_patches_apply(redis: bool) {
+    let s = start_on(redis);
     let u = s.create_user("fay@example.com").await;
     let id = u["id"].as_str().unwrap().to_string();
     // Entra: path-less Replace with dotted and URN keys.
@@ -651,9 +680,8 @@ async fn entra_and_okta_user_patches_apply() {
     assert_scim_error(&v, "400", Some("invalidPath"));
 }
 
-#[tokio::test]
-async fn jumpcloud_repeated_member_add_is_idempotent_and_absent_removal_succeeds() {
-    let s = start();
+async fn jumpcloud_repeated_member_add_is_idempotent_and_absent_removal_succeeds(redis: bool) {
+    let s = start_on(redis);
     let a = s.create_user("ma@example.com").await["id"]
         .as_str()
         .unwrap()
@@ -721,9 +749,8 @@ async fn jumpcloud_repeated_member_add_is_idempotent_and_absent_removal_succeeds
     assert_eq!(v["displayName"], "Staff 2");
 }
 
-#[tokio::test]
-async fn group_changes_reach_the_identity_on_the_next_request_without_re_login() {
-    let s = start();
+async fn group_changes_reach_the_identity_on_the_next_request_without_re_login(redis: bool) {
+    let s = start_on(redis);
     let id = s.create_user("gil@example.com").await["id"]
         .as_str()
         .unwrap()
@@ -784,3 +811,264 @@ async fn group_changes_reach_the_identity_on_the_next_request_without_re_login()
     assert_eq!(v["groups"], json!([]), "{v}");
     assert_eq!(v["roles"], json!(["member"]), "{v}");
 }
+
+on_both_backends!(discovery_endpoints_answer_with_a_valid_token_only);
+
+on_both_backends!(user_lifecycle_create_read_filter_replace_delete);
+
+on_both_backends!(duplicate_user_name_is_a_uniqueness_conflict);
+
+on_both_backends!(deactivation_ends_the_users_sessions_at_once_and_reactivation_is_allowed);
+
+on_both_backends!(groups_lifecycle_with_members);
+
+on_both_backends!(pagination_is_one_based_stable_and_counts);
+
+on_both_backends!(a_client_sees_only_its_own_tenant);
+
+on_both_backends!(refusals_come_in_rfc7644_form);
+
+on_both_backends!(scim_paths_never_reach_the_app_and_location_headers_point_at_resources);
+
+on_both_backends!(entra_and_okta_user_patches_apply);
+
+on_both_backends!(jumpcloud_repeated_member_add_is_idempotent_and_absent_removal_succeeds);
+
+on_both_backends!(group_changes_reach_the_identity_on_the_next_request_without_re_login);
+
+/// What JumpCloud's "Test Connection" and a first sync send, in order.
+async fn jumpcloud_activation_sequence(redis: bool) {
+    let s = start_on(redis);
+    // JumpCloud is often given the base URL with a trailing slash: "//Users" then arrives.
+    let (st, v, _) = s
+        .call(reqwest::Method::GET, "//Users?startIndex=1&count=1", None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["totalResults"], 0);
+    assert_eq!(v["Resources"], json!([]));
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/Users?filter={}",
+                urlencode("userName eq \"jc.test@example.com\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!((st, v["totalResults"].clone()), (200, json!(0)));
+    let created = s.create_user("jc.test@example.com").await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"title": "Tester"}}]})),
+        )
+        .await;
+    assert_eq!((st, v["title"].clone()), (200, json!("Tester")), "{v}");
+    let mut put = v.clone();
+    put["displayName"] = json!("JC Test");
+    let (st, v, _) = s
+        .call(reqwest::Method::PUT, &format!("/Users/{id}/"), Some(put))
+        .await;
+    assert_eq!(
+        (st, v["displayName"].clone()),
+        (200, json!("JC Test")),
+        "{v}"
+    );
+    // Group management.
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/Groups?filter={}",
+                urlencode("displayName eq \"JC Group\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!((st, v["totalResults"].clone()), (200, json!(0)));
+    let (st, g, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "JC Group", "members": []})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let gid = g["id"].as_str().unwrap().to_string();
+    let add = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
+    for _ in 0..2 {
+        let (st, _, _) = s
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/Groups/{gid}"),
+                Some(add.clone()),
+            )
+            .await;
+        assert!(st == 200 || st == 204);
+    }
+    let (_, v, _) = s
+        .call(reqwest::Method::GET, &format!("/Groups/{gid}"), None)
+        .await;
+    assert_eq!(v["members"].as_array().unwrap().len(), 1);
+    let (st, _, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "JC Group 2"}]})),
+        )
+        .await;
+    assert!(st == 200 || st == 204);
+    let (st, _, _) = s
+        .call(reqwest::Method::DELETE, &format!("/Groups/{gid}"), None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, _, _) = s
+        .call(reqwest::Method::DELETE, &format!("/Users/{id}"), None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, _, _) = s
+        .call(reqwest::Method::GET, &format!("/Users/{id}"), None)
+        .await;
+    assert_eq!(st, 404);
+}
+on_both_backends!(jumpcloud_activation_sequence);
+
+/// Okta: uppercased userName filter, path-less deactivation, group rename with id in the value.
+async fn okta_sequence(redis: bool) {
+    let s = start_on(redis);
+    let id = s.create_user("okta.user@example.com").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, v, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/Users?filter={}",
+                urlencode("userName eq \"OKTA.USER@EXAMPLE.COM\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(v["totalResults"], 1);
+    assert_eq!(v["Resources"][0]["id"], id.as_str());
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]})),
+        )
+        .await;
+    assert_eq!((st, v["active"].clone()), (200, json!(false)));
+    let (_, g, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Okta Group"})),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Groups/{gid}"),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"id": gid, "displayName": "Okta Group Renamed"}}]})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["displayName"].clone()),
+        (200, json!("Okta Group Renamed")),
+        "{v}"
+    );
+}
+on_both_backends!(okta_sequence);
+
+/// Entra: capitalised ops, "False" strings, excludedAttributes=members, dotted path-less replace.
+async fn entra_sequence(redis: bool) {
+    let s = start_on(redis);
+    let id = s.create_user("entra.user@example.com").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "Replace", "value": {"name.familyName": "Ortega", "displayName": "Entra User"}},
+                {"op": "Add", "path": "phoneNumbers[type eq \"mobile\"].value", "value": "+1 555 0100"}
+            ]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["name"]["familyName"], "Ortega");
+    assert_eq!(v["phoneNumbers"][0]["value"], "+1 555 0100");
+    let (_, g, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Entra Group", "members": [{"value": id}]})),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (_, v, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/Groups/{gid}?excludedAttributes=members"),
+            None,
+        )
+        .await;
+    assert!(v.get("members").is_none());
+    assert_eq!(v["displayName"], "Entra Group");
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]})),
+        )
+        .await;
+    assert_eq!((st, v["active"].clone()), (200, json!(false)));
+}
+on_both_backends!(entra_sequence);
+
+/// 1,000 users paged 37 at a time: every user exactly once.
+async fn pagination_over_a_thousand_users_returns_each_once(redis: bool) {
+    let s = start_on(redis);
+    let mut want = std::collections::BTreeSet::new();
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(50) {
+        let futs = chunk.iter().map(|i| {
+            let body = json!({"userName": format!("bulk{i:04}@example.com")});
+            async { s.call(reqwest::Method::POST, "/Users", Some(body)).await }
+        });
+        for (st, v, _) in futures_util::future::join_all(futs).await {
+            assert_eq!(st, 201, "{v}");
+            want.insert(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut seen = Vec::new();
+    let mut start = 1;
+    loop {
+        let (st, v, _) = s
+            .call(
+                reqwest::Method::GET,
+                &format!("/Users?startIndex={start}&count=37&attributes=id"),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200);
+        assert_eq!(v["totalResults"], 1000);
+        let page = v["Resources"].as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        start += page.len();
+    }
+    assert_eq!(seen.len(), 1000);
+    let unique: std::collections::BTreeSet<String> = seen.into_iter().collect();
+    assert_eq!(unique, want);
+}
+on_both_backends!(pagination_over_a_thousand_users_returns_each_once);

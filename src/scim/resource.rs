@@ -111,11 +111,7 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
         o.insert("addresses".into(), Value::Array(list));
     }
     if !groups.is_empty() {
-        let list: Vec<Value> = groups
-            .iter()
-            .map(|g| json!({"value": g.id, "display": g.display_name, "$ref": format!("{base}/Groups/{}", g.id)}))
-            .collect();
-        o.insert("groups".into(), Value::Array(list));
+        o.insert("groups".into(), groups_json(groups, base));
     }
     if !u.enterprise.is_empty() {
         let e = &u.enterprise;
@@ -138,6 +134,16 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
         meta_json("User", format!("{base}/Users/{}", u.id), &u.meta),
     );
     Value::Object(o)
+}
+
+/// A user's computed `groups` attribute.
+pub fn groups_json(groups: &[GroupRef], base: &str) -> Value {
+    Value::Array(
+        groups
+            .iter()
+            .map(|g| json!({"value": g.id, "display": g.display_name, "$ref": format!("{base}/Groups/{}", g.id)}))
+            .collect(),
+    )
 }
 
 /// A group as SCIM JSON (members included unless the caller projects them out).

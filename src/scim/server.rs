@@ -419,7 +419,8 @@ impl Ctx<'_> {
             .transpose()?;
         let dir = &self.app.store;
         let t = self.tenant();
-        let mut items: Vec<Value> = Vec::new();
+        // (resource JSON, complete with computed attributes, id)
+        let mut items: Vec<(Value, bool, String)> = Vec::new();
         match kind {
             ResourceKind::User => {
                 let users: Vec<User> = match filter.as_ref().and_then(|f| f.indexed_eq(kind)) {
@@ -440,10 +441,24 @@ impl Ctx<'_> {
                     }
                     _ => dir.list_users(t).await.map_err(dir_error)?,
                 };
+                // A user's groups cost a lookup each: compute them before
+                // filtering only when the filter or sort looks at them,
+                // otherwise only for the page returned.
+                let needs_groups = q
+                    .filter
+                    .as_deref()
+                    .is_some_and(|f| f.to_ascii_lowercase().contains("groups"))
+                    || q.sort_by
+                        .as_deref()
+                        .is_some_and(|f| f.to_ascii_lowercase().contains("groups"));
                 for u in users.iter().filter(|u| !u.deleted) {
-                    let v = self.user_json(u).await?;
+                    let v = if needs_groups {
+                        self.user_json(u).await?
+                    } else {
+                        user_to_json(u, &[], &self.base)
+                    };
                     if filter.as_ref().is_none_or(|f| f.matches(&v, kind)) {
-                        items.push(v);
+                        items.push((v, needs_groups, u.id.clone()));
                     }
                 }
             }
@@ -466,13 +481,13 @@ impl Ctx<'_> {
                 for g in &groups {
                     let v = group_to_json(g, &self.base);
                     if filter.as_ref().is_none_or(|f| f.matches(&v, kind)) {
-                        items.push(v);
+                        items.push((v, true, g.id.clone()));
                     }
                 }
             }
         }
         if let Some(by) = &q.sort_by {
-            items.sort_by_cached_key(|v| sort_key(v, by));
+            items.sort_by_cached_key(|(v, _, _)| sort_key(v, by));
             if q.descending {
                 items.reverse();
             }
@@ -484,12 +499,21 @@ impl Ctx<'_> {
             .map(|c| c.max(0) as usize)
             .unwrap_or(schemas::MAX_RESULTS)
             .min(schemas::MAX_RESULTS);
-        let page: Vec<Value> = items
-            .into_iter()
-            .skip(start - 1)
-            .take(count)
-            .map(|v| resource::project(&v, &q.attributes, &q.excluded))
-            .collect();
+        let mut page: Vec<Value> = Vec::new();
+        for (mut v, complete, id) in items.into_iter().skip(start - 1).take(count) {
+            if !complete {
+                let groups = self
+                    .app
+                    .store
+                    .groups_of_user(self.tenant(), &id)
+                    .await
+                    .map_err(dir_error)?;
+                if !groups.is_empty() {
+                    v["groups"] = resource::groups_json(&groups, &self.base);
+                }
+            }
+            page.push(resource::project(&v, &q.attributes, &q.excluded));
+        }
         Ok(respond(200, &resource::list_response(page, total, start)))
     }
 
