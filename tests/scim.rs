@@ -1072,3 +1072,134 @@ async fn pagination_over_a_thousand_users_returns_each_once(redis: bool) {
     assert_eq!(unique, want);
 }
 on_both_backends!(pagination_over_a_thousand_users_returns_each_once);
+
+#[tokio::test]
+async fn allow_deletion_removes_the_record_while_the_default_keeps_a_tombstone() {
+    use portcullis::directory::DirectoryStore;
+    for (allow, kept) in [(false, true), (true, false)] {
+        let prefix = unique_prefix("del");
+        let s = start_with(&format!("allow_deletion = {allow}"), Some(prefix.clone()));
+        let id = s.create_user("del@example.com").await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (st, _, _) = s
+            .call(reqwest::Method::DELETE, &format!("/Users/{id}"), None)
+            .await;
+        assert_eq!(st, 204);
+        let (st, _, _) = s
+            .call(reqwest::Method::GET, &format!("/Users/{id}"), None)
+            .await;
+        assert_eq!(
+            st, 404,
+            "the SCIM client sees RFC 7644 behaviour either way"
+        );
+        let dir = portcullis::store::redis::RedisStore::connect(&redis_url(), &prefix)
+            .await
+            .unwrap();
+        let stored = dir.get_user("acme", &id).await.unwrap();
+        assert_eq!(stored.is_some(), kept, "allow_deletion = {allow}");
+        if let Some(u) = stored {
+            assert!(u.deleted && !u.active, "a deactivated tombstone");
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_policy_can_refuse_deactivation_and_attribute_sync() {
+    let s = start_with(
+        "allow_deactivation = false\nsync_attributes = false\nauto_activate = true",
+        None,
+    );
+    let (st, u, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"userName": "pol@example.com", "active": false, "title": "A"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(u["active"], true, "auto_activate");
+    let id = u["id"].as_str().unwrap().to_string();
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/Users/{id}"),
+            Some(json!({"userName": "pol@example.com", "active": false, "title": "B"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["active"], true, "deactivation refused by policy");
+    assert_eq!(v["title"], "A", "attributes not synced");
+}
+
+#[tokio::test]
+async fn if_match_with_a_stale_version_is_refused() {
+    let s = start_on(false);
+    let u = s.create_user("etag@example.com").await;
+    let id = u["id"].as_str().unwrap().to_string();
+    let r = client()
+        .put(s.url(&format!("/Users/{id}")))
+        .header(AUTHORIZATION, format!("Bearer {}", s.token))
+        .header(CONTENT_TYPE, "application/scim+json")
+        .header("If-Match", "W/\"999\"")
+        .body(json!({"userName": "etag@example.com", "title": "x"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    assert_scim_error(&r.json().await.unwrap(), "412", None);
+}
+
+#[tokio::test]
+async fn group_changes_reach_another_replica_without_re_login() {
+    let prefix = unique_prefix("xrefresh");
+    let a = start_with("", Some(prefix.clone()));
+    // Replica B shares the Redis store (sessions, directory, revocations).
+    let app = RecordingApp::start();
+    let mut ob = GatewayOpts::new(&app.url());
+    ob.redis_prefix = Some(prefix);
+    ob.extra = scim_config(&a.token, &a.other_token, "");
+    let b = Gateway::start(ob);
+    let id = a.create_user("rep@example.com").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cookie = a.gw.login(json!({"sub": id, "tenant": "acme"})).await;
+    let me = || {
+        let url = b.url("/.portcullis/userinfo");
+        let cookie = cookie.clone();
+        async move {
+            let v: Value = client()
+                .get(url)
+                .header(COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    assert_eq!(me().await["groups"], json!([]), "B caches the session");
+    let (st, _, _) = a
+        .call(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"displayName": "Replicated", "members": [{"value": id}]})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let started = std::time::Instant::now();
+    loop {
+        if me().await["groups"] == json!(["Replicated"]) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "replica B never saw the new group"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
