@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::directory::{DirectoryStore, User};
+use portcullis::directory::User;
 use portcullis::store::Backend;
 
 fn users() -> usize {
