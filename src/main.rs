@@ -41,6 +41,24 @@ enum Command {
         #[arg(short, long, env = CONFIG_ENV)]
         config: PathBuf,
     },
+    /// Show the provisioning log (recent SCIM requests) of a running gateway,
+    /// read from its admin listener.
+    ScimLog {
+        #[arg(short, long, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// How many entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only this SCIM client's requests.
+        #[arg(long)]
+        client: Option<String>,
+        /// Admin API token (as printed by `portcullis admin-token create`).
+        #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// SCIM client bearer tokens.
     ScimToken {
         #[command(subcommand)]
@@ -188,6 +206,19 @@ fn main() -> ExitCode {
                 }
             },
         },
+        Command::ScimLog {
+            config,
+            limit,
+            client,
+            token,
+            json,
+        } => match scim_log(&config, limit, client, &token, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::ScimToken {
             command: ScimTokenCommand::Create { client },
         } => {
@@ -207,4 +238,56 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Reads the provisioning log through the running gateway's admin listener.
+fn scim_log(
+    config: &std::path::Path,
+    limit: usize,
+    client: Option<String>,
+    token: &str,
+    json: bool,
+) -> Result<(), String> {
+    let cfg = Config::load(config).map_err(|e| e.to_string())?;
+    let mut addr = cfg.admin.listen.0;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let mut url =
+        url::Url::parse(&format!("http://{addr}/admin/scim-log")).map_err(|e| e.to_string())?;
+    url.query_pairs_mut()
+        .append_pair("limit", &limit.to_string());
+    if let Some(c) = &client {
+        url.query_pairs_mut().append_pair("client", c);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(url.as_str())
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the admin listener at {addr}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(format!("admin API answered {status}: {text}"))
+        }
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    for e in v["entries"].as_array().into_iter().flatten() {
+        if json {
+            println!("{e}");
+        } else if let Ok(entry) =
+            serde_json::from_value::<portcullis::scim::log::LogEntry>(e.clone())
+        {
+            println!("{}", entry.line());
+        }
+    }
+    Ok(())
 }

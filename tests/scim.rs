@@ -1203,3 +1203,114 @@ async fn group_changes_reach_another_replica_without_re_login() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The provisioning log records every request, bounded, readable through
+/// the admin API and `portcullis scim-log`.
+async fn provisioning_log_records_requests_with_bounded_retention(redis: bool) {
+    let app = RecordingApp::start();
+    let token = portcullis::secret::new_token("scim_");
+    let other = portcullis::secret::new_token("scim_");
+    let mut o = GatewayOpts::new(&app.url());
+    o.redis_prefix = backend(redis);
+    o.extra = scim_config(&token, &other, "").replace(
+        "base_path = \"/scim/v2\"",
+        "base_path = \"/scim/v2\"\nlog_retention = 4",
+    );
+    let s = Scim {
+        gw: Gateway::start(o),
+        token,
+        other_token: other,
+        _app: app,
+    };
+    let created = s.create_user("log@example.com").await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (st, _, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"userName": "log@example.com"})),
+        )
+        .await;
+    assert_eq!(st, 409);
+    let (st, _, _) = s
+        .call_as("scim_nope", reqwest::Method::GET, "/Users", None)
+        .await;
+    assert_eq!(st, 401);
+    let (st, _, _) = s
+        .call(reqwest::Method::GET, &format!("/Users/{id}"), None)
+        .await;
+    assert_eq!(st, 200);
+
+    let r = client()
+        .get(s.gw.admin_url("/.portcullis/admin/scim-log?limit=10"))
+        .bearer_auth(&s.gw.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{v}");
+    // Newest first.
+    assert_eq!(entries[0]["status"], 200);
+    assert_eq!(entries[0]["resource_id"], id.as_str());
+    assert_eq!(entries[1]["status"], 401);
+    assert_eq!(entries[1]["client"], "-");
+    assert_eq!(entries[2]["status"], 409);
+    assert!(
+        entries[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("uniqueness"),
+        "{v}"
+    );
+    assert_eq!(entries[3]["status"], 201);
+    assert_eq!(entries[3]["client"], "jumpcloud");
+    assert_eq!(entries[3]["resource_id"], id.as_str());
+    // One more request pushes the oldest out (retention 4).
+    s.call(reqwest::Method::GET, "/ServiceProviderConfig", None)
+        .await;
+    let v: Value = client()
+        .get(s.gw.admin_url("/admin/scim-log"))
+        .bearer_auth(&s.gw.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<i64> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![200, 200, 401, 409]);
+    // Without the admin token: refused.
+    let r = client()
+        .get(s.gw.admin_url("/admin/scim-log"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The CLI reads the same log.
+    let out = std::process::Command::new(bin())
+        .args(["scim-log", "-c"])
+        .arg(&s.gw.config_path)
+        .args(["--limit", "2", "--client", "jumpcloud"])
+        .env("PORTCULLIS_ADMIN_TOKEN", &s.gw.admin_token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("jumpcloud") && text.contains("/scim/v2/ServiceProviderConfig"),
+        "{text}"
+    );
+}
+on_both_backends!(provisioning_log_records_requests_with_bounded_retention);

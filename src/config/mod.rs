@@ -53,6 +53,9 @@ pub struct ScimConfig {
     pub group_roles: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub client: Vec<ScimClientConfig>,
+    /// How many recent SCIM requests the provisioning log keeps.
+    #[serde(default = "default_scim_log")]
+    pub log_retention: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -259,6 +262,9 @@ impl Default for JitConfig {
     }
 }
 
+fn default_scim_log() -> usize {
+    10_000
+}
 fn default_scim_base() -> String {
     "/scim/v2".into()
 }
@@ -707,7 +713,8 @@ impl Config {
 
     fn from_figment(base: Figment) -> Result<Self, ConfigError> {
         let env = Env::prefixed("PORTCULLIS_")
-            .ignore(&["CONFIG"])
+            // Not config keys: the config file path and the CLI's admin token.
+            .ignore(&["CONFIG", "ADMIN_TOKEN"])
             .split("__")
             .map(|k| k.as_str().to_ascii_lowercase().into());
         base.merge(env)

@@ -38,9 +38,15 @@ pub async fn route(
     app: &App,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     auth: Option<&http::HeaderValue>,
     body: &[u8],
 ) -> LocalResponse {
+    // The admin API is also reachable under the gateway's reserved prefix.
+    let path = match path.strip_prefix(app.prefix.as_str()) {
+        Some(rest) if rest.starts_with("/admin/") => rest,
+        _ => path,
+    };
     match (method, path) {
         (&Method::GET, "/metrics") => LocalResponse::new(
             200,
@@ -64,13 +70,19 @@ pub async fn route(
                     )
                 }
             }
-            admin_api(app, method, &p["/admin".len()..], body).await
+            admin_api(app, method, &p["/admin".len()..], query, body).await
         }
         _ => LocalResponse::json(404, &json!({"error": "not_found"})),
     }
 }
 
-async fn admin_api(app: &App, method: &Method, path: &str, body: &[u8]) -> LocalResponse {
+async fn admin_api(
+    app: &App,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> LocalResponse {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let store_error = |e: crate::session::SessionError| {
         tracing::error!(error = %e, "admin API: session store error");
@@ -102,6 +114,36 @@ async fn admin_api(app: &App, method: &Method, path: &str, body: &[u8]) -> Local
                     LocalResponse::json(200, &json!({"sub": sub, "revoked": n}))
                 }
                 Err(e) => store_error(e),
+            }
+        }
+        (&Method::GET, ["scim-log"]) => {
+            let param = |k: &str| super::local::query_param(query, k);
+            let limit = param("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100)
+                .min(10_000);
+            let client = param("client");
+            match app
+                .store
+                .recent_scim_log(if client.is_some() { 10_000 } else { limit })
+                .await
+            {
+                Ok(raw) => {
+                    let entries: Vec<serde_json::Value> = raw
+                        .iter()
+                        .filter_map(|b| {
+                            serde_json::from_slice::<crate::scim::log::LogEntry>(b).ok()
+                        })
+                        .filter(|e| client.as_ref().is_none_or(|c| &e.client == c))
+                        .take(limit)
+                        .filter_map(|e| serde_json::to_value(e).ok())
+                        .collect();
+                    LocalResponse::json(200, &json!({"entries": entries}))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "admin API: provisioning log unreadable");
+                    LocalResponse::json(503, &json!({"error": "store_unavailable"}))
+                }
             }
         }
         (&Method::DELETE, ["sessions", key]) => {
@@ -193,6 +235,7 @@ impl ServeHttp for Admin {
                 &self.app,
                 &req.method,
                 req.uri.path(),
+                req.uri.query(),
                 req.headers.get(http::header::AUTHORIZATION),
                 &body,
             )

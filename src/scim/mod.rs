@@ -7,6 +7,7 @@ pub mod attrs;
 pub mod auth;
 pub mod error;
 pub mod filter;
+pub mod log;
 pub mod patch;
 pub mod resource;
 pub mod schemas;

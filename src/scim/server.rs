@@ -24,6 +24,7 @@ use crate::gateway::App;
 /// The compiled `[scim]` section.
 pub struct Scim {
     pub base_path: String,
+    pub log_retention: usize,
     pub clients: Clients,
     pub group_roles: BTreeMap<String, String>,
 }
@@ -37,8 +38,15 @@ impl Scim {
                 "must be an absolute path such as \"/scim/v2\"".into(),
             ));
         }
+        if cfg.log_retention == 0 || cfg.log_retention > 1_000_000 {
+            return Err((
+                "scim.log_retention".into(),
+                "must be between 1 and 1000000".into(),
+            ));
+        }
         Ok(Self {
             base_path: base,
+            log_retention: cfg.log_retention,
             clients: Clients::from_config(cfg)?,
             group_roles: cfg.group_roles.clone(),
         })
@@ -115,25 +123,76 @@ fn dir_error(e: DirectoryError) -> ScimError {
 }
 
 /// Handles one request under the SCIM base path.
+/// Every request, answered or refused, goes to the provisioning log.
 pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse {
+    let started = std::time::Instant::now();
+    let (resp, client, err) = serve(app, scim, req).await;
+    let resource_id = {
+        let sub = req.path[scim.base_path.len()..].trim_matches('/');
+        let mut segs = sub.split('/').filter(|s| !s.is_empty());
+        match (segs.next(), segs.next()) {
+            (Some("Users" | "Groups"), Some(id)) if id != ".search" => Some(id.to_string()),
+            (Some("Users" | "Groups"), None) if resp.status == 201 => {
+                serde_json::from_slice::<Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
+            }
+            _ => None,
+        }
+    };
+    let entry = super::log::LogEntry {
+        time_ms: crate::session::now_ms(),
+        client,
+        method: req.method.to_string(),
+        path: match &req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.clone(),
+        },
+        resource_id,
+        status: resp.status,
+        latency_ms: started.elapsed().as_millis() as u64,
+        error: err,
+    };
+    if let Ok(bytes) = serde_json::to_vec(&entry) {
+        if let Err(e) = app.store.append_scim_log(&bytes, scim.log_retention).await {
+            tracing::warn!(error = %e, "could not write the provisioning log");
+        }
+    }
+    resp
+}
+
+/// Serves one SCIM request; also returns the client name and the refusal
+/// reason for the provisioning log.
+async fn serve(
+    app: &App,
+    scim: &Scim,
+    req: &LocalRequest,
+) -> (LocalResponse, String, Option<String>) {
     let token = crate::secret::bearer_token(req.headers.get(http::header::AUTHORIZATION));
     let Some(client) = token.and_then(|t| scim.clients.authenticate(t)) else {
         tracing::info!(path = %req.path, "SCIM request refused: missing or unknown bearer token");
-        return error(&ScimError::new(
+        let resp = error(&ScimError::new(
             401,
             None,
             "a valid bearer token is required",
         ))
         .with_header(http::header::WWW_AUTHENTICATE, "Bearer realm=\"scim\"");
+        return (
+            resp,
+            "-".into(),
+            Some("unauthorized: missing or unknown bearer token".into()),
+        );
     };
+    let name = client.cfg.name.clone();
     if let Some(limit) = &client.limit {
         if let Err(wait) = limit.take() {
-            return error(&ScimError::new(
+            let resp = error(&ScimError::new(
                 429,
                 None,
                 "rate limit exceeded for this SCIM client",
             ))
             .with_header(http::header::RETRY_AFTER, wait.as_secs().to_string());
+            return (resp, name, Some("rate limit exceeded".into()));
         }
     }
     let sub = req.path[scim.base_path.len()..].trim_end_matches('/');
@@ -230,14 +289,18 @@ pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse
         _ => Err(ScimError::not_found("no such SCIM endpoint")),
     };
     match result {
-        Ok(r) => r,
+        Ok(r) => (r, name, None),
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(client = %client.cfg.name, path = %req.path, error = %e, "SCIM request failed");
             } else {
                 tracing::info!(client = %client.cfg.name, method = %req.method, path = %req.path, status = e.status, scim_type = e.scim_type.unwrap_or("-"), detail = %e.detail, "SCIM request refused");
             }
-            error(&e)
+            let reason = match e.scim_type {
+                Some(t) => format!("{t}: {}", e.detail),
+                None => e.detail.clone(),
+            };
+            (error(&e), name, Some(reason))
         }
     }
 }

@@ -41,6 +41,8 @@ impl EmbeddedStore {
             txn.open_table(SESSIONS).map_err(err)?;
             txn.open_multimap_table(USER_SESSIONS).map_err(err)?;
             txn.open_table(super::state::STATE_TABLE).map_err(err)?;
+            txn.open_table(super::scim_log::SCIM_LOG_TABLE)
+                .map_err(err)?;
             super::embedded_directory::create_tables(&txn)?;
         }
         txn.commit().map_err(err)?;

@@ -7,6 +7,7 @@ pub mod embedded;
 mod embedded_directory;
 pub mod redis;
 mod redis_directory;
+pub mod scim_log;
 pub mod state;
 
 use std::sync::Arc;
@@ -16,7 +17,13 @@ use crate::session::SessionStore;
 
 /// Everything a backend provides. One object per process, shared by `Arc`.
 pub trait Backend:
-    SessionStore + state::StateStore + crate::directory::DirectoryStore + Send + Sync + 'static
+    SessionStore
+    + state::StateStore
+    + scim_log::ScimLogStore
+    + crate::directory::DirectoryStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Short name for logs and `check`.
     fn kind(&self) -> &'static str;
