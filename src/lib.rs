@@ -15,3 +15,4 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
