@@ -167,7 +167,7 @@ mod tests {
         let header = signature_header(&[new.clone(), old.clone()], ID, TS, BODY).unwrap();
         assert_eq!(header.split(' ').count(), 2);
         assert!(verify(
-            &[old.clone()],
+            std::slice::from_ref(&old),
             ID,
             &TS.to_string(),
             &header,
@@ -178,12 +178,20 @@ mod tests {
         .is_ok());
         assert!(verify(&[new], ID, &TS.to_string(), &header, BODY, TS, 300).is_ok());
         assert_eq!(
-            verify(&[old.clone()], ID, &TS.to_string(), &header, b"{}", TS, 300),
+            verify(
+                std::slice::from_ref(&old),
+                ID,
+                &TS.to_string(),
+                &header,
+                b"{}",
+                TS,
+                300
+            ),
             Err(SigningError::NoMatch)
         );
         assert_eq!(
             verify(
-                &[old.clone()],
+                std::slice::from_ref(&old),
                 "msg_other",
                 &TS.to_string(),
                 &header,
