@@ -198,6 +198,10 @@ async fn spoofed_identity_headers_never_reach_the_app() {
             ("X-Portcullis-Jwt-Assertion", "forged.four"),
             ("X-REMOTE-USER", "mallory"),
             ("X-Remote-User", "mallory3"),
+            // CGI-style stacks read `_` as `-`: these must go too.
+            ("X_Portcullis_User", "mallory4"),
+            ("x_portcullis_jwt_assertion", "forged.five"),
+            ("X_Remote_User", "mallory5"),
         ],
     )
     .await;
@@ -205,6 +209,13 @@ async fn spoofed_identity_headers_never_reach_the_app() {
     let seen = app.last();
     assert_eq!(seen.all("x-portcullis-user"), vec!["u-alice"]);
     assert!(seen.all("x-remote-user").is_empty());
+    for h in [
+        "x_portcullis_user",
+        "x_portcullis_jwt_assertion",
+        "x_remote_user",
+    ] {
+        assert!(seen.all(h).is_empty(), "{h} leaked");
+    }
     let jwts = seen.all("x-portcullis-jwt-assertion");
     assert_eq!(jwts.len(), 1);
     verify_with_jwks(&gw, jwts[0]).await;

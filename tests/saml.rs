@@ -711,6 +711,29 @@ async fn sp_metadata_describes_the_acs_and_entity_id() {
 }
 
 #[tokio::test]
+async fn optional_mode_still_enforces_group_rules() {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let idp = TestIdp::new("https://idp.example.test/metadata");
+    let cert = idp.write_cert(dir.path(), "idp.pem");
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!(
+        "[[policy]]\npath = \"/admin/*\"\ngroups = [\"admins\"]\n[saml]\nmode = \"optional\"\n{}",
+        idp.idp_toml("testidp", &cert, "")
+    );
+    let gw = Gateway::start(o);
+    let r = client().get(gw.url("/admin/x")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "anonymous requests do not pass group rules"
+    );
+    let r = client().get(gw.url("/anything")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.count(), 1);
+}
+
+#[tokio::test]
 async fn optional_mode_lets_anonymous_requests_through_without_identity() {
     let e = env_with("", "mode = \"optional\"");
     let r = client()

@@ -183,7 +183,7 @@ impl App {
             .is_some_and(|s| s.mode == crate::config::SsoMode::Optional);
         let mut strip: HashSet<HeaderName> = minter.header_names().into_iter().collect();
         for h in &cfg.identity.strip_headers {
-            if let Ok(n) = HeaderName::from_bytes(h.as_bytes()) {
+            if let Ok(n) = HeaderName::from_bytes(h.replace('_', "-").as_bytes()) {
                 strip.insert(n);
             }
         }
@@ -220,8 +220,17 @@ impl App {
     }
 
     /// Should this inbound header be removed before forwarding?
+    /// Names are compared with `_` read as `-`: CGI-style stacks (PHP,
+    /// WSGI, Rack) map both spellings to the same variable, so
+    /// `X_Portcullis_User` would otherwise pose as `X-Portcullis-User`.
     pub fn must_strip(&self, name: &HeaderName) -> bool {
-        name.as_str().starts_with(RESERVED_HEADER_PREFIX) || self.strip.contains(name)
+        let n = name.as_str();
+        if !n.contains('_') {
+            return n.starts_with(RESERVED_HEADER_PREFIX) || self.strip.contains(name);
+        }
+        let dashed = n.replace('_', "-");
+        dashed.starts_with(RESERVED_HEADER_PREFIX)
+            || self.strip.iter().any(|s| s.as_str() == dashed)
     }
 }
 

@@ -226,7 +226,12 @@ impl ProxyHttp for Proxy {
                 ctx.session = live;
                 Ok(false)
             }
-            Decision::NeedLogin if app.sso_optional && live.is_none() => {
+            // Only "authenticated" paths open up: group rules still need a sign-in.
+            Decision::NeedLogin
+                if app.sso_optional
+                    && live.is_none()
+                    && *access == crate::policy::Access::Authenticated =>
+            {
                 // SSO is optional: the app's own login keeps working, without identity.
                 if norm.forward != raw_path {
                     ctx.rewrite = Some(target);

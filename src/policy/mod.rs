@@ -108,7 +108,8 @@ fn decode_unreserved(raw: &str) -> Result<String, PathError> {
             let hex = b.get(i + 1..i + 3).ok_or(PathError::BadEncoding)?;
             let s = std::str::from_utf8(hex).map_err(|_| PathError::BadEncoding)?;
             let v = u8::from_str_radix(s, 16).map_err(|_| PathError::BadEncoding)?;
-            if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
+            // `;` too: frameworks that decode before stripping `;params` would see another path.
+            if v == b'/' || v == b'\\' || v == b';' || v < 0x20 || v == 0x7f {
                 return Err(PathError::EncodedSeparator);
             }
             if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
@@ -361,6 +362,10 @@ mod tests {
             Err(PathError::EncodedSeparator)
         );
         assert_eq!(normalize_path("/a/%00"), Err(PathError::EncodedSeparator));
+        assert_eq!(
+            normalize_path("/admin%3Bx/users"),
+            Err(PathError::EncodedSeparator)
+        );
         assert_eq!(normalize_path("/a\\..\\admin"), Err(PathError::Backslash));
         assert_eq!(normalize_path("/../etc/passwd"), Err(PathError::AboveRoot));
         assert_eq!(normalize_path("/a/%zz"), Err(PathError::BadEncoding));
