@@ -961,11 +961,17 @@ async fn an_idp_logout_request_ends_that_users_sessions_and_is_answered() {
     let e = env_with(SLO, "");
     let one = session_of(&sign_in(&e, |_| {}).await);
     let two = session_of(&sign_in(&e, |_| {}).await);
-    let (id, path) =
-        e.idp
-            .logout_redirect("/.portcullis/saml/slo", "alice@example.com", None, true);
+    let (id, path) = e.idp.logout_redirect(
+        &format!("{}/.portcullis/saml/slo", e.entity),
+        "alice@example.com",
+        None,
+        true,
+    );
     let r = client().get(e.gw.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 302, "{}", e.gw.log());
+    // The same signed request again is a replay.
+    let again = client().get(e.gw.url(&path)).send().await.unwrap();
+    assert_eq!(again.status(), 400);
     let location = r.headers()[LOCATION].to_str().unwrap().to_string();
     assert!(
         location.starts_with("https://idp.example.test/slo/testidp?SAMLResponse="),
@@ -1017,11 +1023,18 @@ async fn forged_logout_requests_are_refused_and_end_nothing() {
     let e = env_with(SLO, "");
     let session = session_of(&sign_in(&e, |_| {}).await);
     let attacker = TestIdp::new(&e.idp.entity_id);
-    let (_, unsigned) =
-        e.idp
-            .logout_redirect("/.portcullis/saml/slo", "alice@example.com", None, false);
-    let (_, forged) =
-        attacker.logout_redirect("/.portcullis/saml/slo", "alice@example.com", None, true);
+    let (_, unsigned) = e.idp.logout_redirect(
+        &format!("{}/.portcullis/saml/slo", e.entity),
+        "alice@example.com",
+        None,
+        false,
+    );
+    let (_, forged) = attacker.logout_redirect(
+        &format!("{}/.portcullis/saml/slo", e.entity),
+        "alice@example.com",
+        None,
+        true,
+    );
     let sha1 = format!(
         "{unsigned}&SigAlg={}&Signature=AAAA",
         urlencode("http://www.w3.org/2000/09/xmldsig#rsa-sha1")

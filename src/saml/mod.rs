@@ -36,7 +36,7 @@ pub enum SamlError {
     UnknownIssuer(String),
     #[error("issuer does not match the IdP: {0}")]
     Issuer(String),
-    #[error("Destination is not our ACS URL: {0}")]
+    #[error("Destination is not our endpoint URL: {0}")]
     Destination(String),
     #[error("Recipient is not our ACS URL: {0}")]
     Recipient(String),

@@ -676,6 +676,27 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
         Ok(l) => l,
         Err(e) => return failure(app, Some(&idp.id), &e, Some(&xml)),
     };
+    if let Err(e) = logout.check_fresh(&reg.sp, chrono::Utc::now()) {
+        return failure(app, Some(&idp.id), &e, Some(&xml));
+    }
+    match app
+        .store
+        .put_state_once(
+            "logout",
+            &format!("{}:{}", idp.id, logout.id),
+            b"1",
+            std::time::Duration::from_secs(3600),
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return failure(app, Some(&idp.id), &SamlError::Replay, Some(&xml)),
+        Err(e) => {
+            let reference = pages::reference_id();
+            tracing::error!(reference, error = %e, "IdP logout could not reach the store");
+            return crate::gateway::local::unavailable(&req.headers, &reference);
+        }
+    }
     let revoked = match end_idp_sessions(app, &idp, &logout).await {
         Ok(n) => n,
         Err(e) => {

@@ -257,7 +257,7 @@ impl TestIdp {
                 flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
             enc.write_all(xml.as_bytes()).unwrap();
         }
-        let mut url = url::Url::parse(&format!("http://gateway.invalid{slo_path}")).unwrap();
+        let mut url = url::Url::parse(slo_path).unwrap();
         url.query_pairs_mut()
             .append_pair(
                 "SAMLRequest",
