@@ -626,12 +626,12 @@ async fn domain_routing_picks_the_idp_or_says_domain_not_configured() {
         a.idp_toml(
             "jumpcloud",
             &ca,
-            "display_name = \"JumpCloud\"\ndomains = [\"Acme.com\"]"
+            "display_name = \"JumpCloud\"\ndomains = [\"Acme.com\"]\ntenant = \"acme\""
         ),
         b.idp_toml(
             "okta",
             &cb,
-            "display_name = \"Okta\"\ndomains = [\"globex.com\"]"
+            "display_name = \"Okta\"\ndomains = [\"globex.com\"]\ntenant = \"globex\""
         )
     );
     let gw = Gateway::start(o);
@@ -1326,4 +1326,57 @@ async fn metadata_url_is_fetched_refreshed_and_kept_when_the_idp_is_down() {
         .unwrap();
     assert_eq!(r.status(), 303, "{}", gw.log());
     assert!(gw.log().contains("keeping the last good copy"));
+}
+
+#[tokio::test]
+async fn an_idp_cannot_sign_in_a_user_of_another_idp_or_foreign_domain() {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestIdp::new("https://idp-a.example/");
+    let b = TestIdp::new("https://idp-b.example/");
+    let (ca, cb) = (
+        a.write_cert(dir.path(), "a.pem"),
+        b.write_cert(dir.path(), "b.pem"),
+    );
+    let mut o = GatewayOpts::new(&app.url());
+    // Both IdPs deliberately share a tenant (e.g. during a migration).
+    o.extra = format!(
+        "[saml]\n{}{}",
+        a.idp_toml("a", &ca, "tenant = \"shared\"\ndomains = [\"example.com\"]"),
+        b.idp_toml("b", &cb, "tenant = \"shared\"")
+    );
+    let gw = Gateway::start(o);
+    let entity = format!("http://localhost:{}", gw.port);
+    let acs = format!("{entity}/.portcullis/saml/acs");
+    let post = |idp: &TestIdp, name_id: &str, email: &str| {
+        let mut o = ResponseOpts::new(&acs, &entity, None);
+        o.name_id = name_id.into();
+        o.attributes[0] = ("email".into(), vec![email.into()]);
+        let b64 = idp.response_b64(&o);
+        let url = gw.url("/.portcullis/saml/acs");
+        async move {
+            client()
+                .post(url)
+                .form(&[("SAMLResponse", b64)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        post(&a, "ceo@example.com", "ceo@example.com")
+            .await
+            .status(),
+        303,
+        "{}",
+        gw.log()
+    );
+    // IdP B asserts the same person: refused, the account belongs to IdP A.
+    let r = post(&b, "ceo@example.com", "ceo@example.com").await;
+    assert_eq!(r.status(), 403);
+    assert!(gw.log().contains("reason=\"wrong_idp\""));
+    // IdP A (routed for example.com) vouching for another domain: refused.
+    let r = post(&a, "x@other.org", "x@other.org").await;
+    assert_eq!(r.status(), 403);
+    assert!(gw.log().contains("reason=\"foreign_email_domain\""));
 }

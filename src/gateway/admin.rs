@@ -42,7 +42,8 @@ pub async fn route(
     auth: Option<&http::HeaderValue>,
     body: &[u8],
 ) -> LocalResponse {
-    // The admin API is also reachable under the gateway's reserved prefix.
+    // On the admin listener, `/.portcullis/admin/...` is accepted as an alias
+    // of `/admin/...` (the public listener never serves the admin API).
     let path = match path.strip_prefix(app.prefix.as_str()) {
         Some(rest) if rest.starts_with("/admin/") => rest,
         _ => path,

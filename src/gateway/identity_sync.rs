@@ -95,12 +95,9 @@ pub async fn refresh_sessions(app: &App, tenant: &str, user_id: &str) -> Result<
                 .as_ref()
                 .map(|l| l.asserted_groups.clone())
                 .unwrap_or_default();
-            let role = rec
-                .principal
-                .roles
-                .first()
-                .cloned()
-                .unwrap_or_else(|| FALLBACK_ROLE.to_string());
+            // Not the session's previous role: a role granted by a group the
+            // user just left must not survive the refresh.
+            let role = FALLBACK_ROLE.to_string();
             let src = Sources {
                 directory_groups: &dir_groups,
                 asserted_groups: &asserted,

@@ -64,6 +64,10 @@ pub enum SamlError {
     Deactivated(String),
     #[error("user {0} is not provisioned and JIT is disabled for this IdP")]
     NotProvisioned(String),
+    #[error("user {0} belongs to IdP {1}")]
+    WrongIdp(String, String),
+    #[error("asserted email {0} is outside the IdP's domains")]
+    ForeignEmail(String),
     #[error("encrypted assertion: {0}")]
     Encrypted(String),
     #[error("store unavailable: {0}")]
@@ -100,6 +104,8 @@ impl SamlError {
             Self::Deactivated(_) => "user_deactivated",
             Self::NotProvisioned(_) => "user_not_provisioned",
             Self::Encrypted(_) => "encrypted_assertion",
+            Self::WrongIdp(..) => "wrong_idp",
+            Self::ForeignEmail(_) => "foreign_email_domain",
             Self::Store(_) => "store_unavailable",
             Self::Other(_) => "error",
         }
@@ -110,7 +116,10 @@ impl SamlError {
         match self {
             Self::TooLarge => 413,
             Self::Store(_) => 503,
-            Self::Deactivated(_) | Self::NotProvisioned(_) => 403,
+            Self::Deactivated(_)
+            | Self::NotProvisioned(_)
+            | Self::WrongIdp(..)
+            | Self::ForeignEmail(_) => 403,
             _ => 400,
         }
     }
@@ -175,6 +184,16 @@ pub fn validate_config(cfg: &Config, saml: &SamlConfig, problems: &mut Vec<Probl
             "saml.bind_to_browser",
             "needs an https public_url (browsers drop SameSite=None cookies without Secure); use https or set false",
         ));
+    }
+    if saml.idp.len() > 1 {
+        for (i, c) in saml.idp.iter().enumerate() {
+            if c.tenant.is_none() {
+                problems.push(Problem::new(
+                    format!("saml.idp[{i}].tenant"),
+                    "required when several IdPs are configured: say explicitly which IdPs share users",
+                ));
+            }
+        }
     }
     for (i, c) in saml.idp.iter().enumerate() {
         if c.metadata_url.is_some() && c.metadata_refresh.get().as_secs() < 10 {

@@ -167,15 +167,9 @@ async fn start(
             )
         }
     };
-    let nonce = if sp.bind_to_browser {
-        Some(
-            cookie_value(req, LOGIN_COOKIE)
-                .filter(|v| v.len() == 43 && URL_SAFE_NO_PAD.decode(v).is_ok())
-                .unwrap_or_else(|| random_b64(32)),
-        )
-    } else {
-        None
-    };
+    // Always a fresh nonce: a value planted by a sibling subdomain must not
+    // become the binding (login CSRF).
+    let nonce = sp.bind_to_browser.then(|| random_b64(32));
     let pending = Pending {
         idp: idp.id.clone(),
         rd,
@@ -461,6 +455,16 @@ fn full_name(login: &Login) -> Option<String> {
 /// directory's; `sub` is the directory id, stable across IdP attribute changes.
 async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
     use crate::directory::{DirectoryError, MultiValue, Name, ProvisionedVia, User};
+    // An IdP routed by domain may only vouch for addresses in its domains.
+    if let Some(email) = &login.email {
+        let domain = email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        if !idp.domains.is_empty() && !idp.domains.contains(&domain) {
+            return Err(SamlError::ForeignEmail(email.clone()));
+        }
+    }
     let dir = &app.store;
     let tenant = idp
         .tenant
@@ -499,6 +503,10 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
         .collect();
     let user = match user {
         Some(u) if !u.active => return Err(SamlError::Deactivated(u.user_name)),
+        // A user that signed in through another IdP is not this IdP's to assert.
+        Some(u) if u.idp.as_ref().is_some_and(|other| *other != idp.id) => {
+            return Err(SamlError::WrongIdp(u.user_name, u.idp.unwrap_or_default()))
+        }
         Some(mut u) => {
             let stale = u.name.given_name != wanted_name.given_name
                 || u.name.family_name != wanted_name.family_name

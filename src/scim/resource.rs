@@ -378,7 +378,8 @@ pub fn project(resource: &Value, attributes: &[String], excluded: &[String]) -> 
         let p = p.trim();
         for schema in [USER_SCHEMA, GROUP_SCHEMA] {
             if p.len() > schema.len()
-                && p[..schema.len()].eq_ignore_ascii_case(schema)
+                && p.get(..schema.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(schema))
                 && p.as_bytes()[schema.len()] == b':'
             {
                 return split_dot(&p[schema.len() + 1..]);
@@ -389,7 +390,8 @@ pub fn project(resource: &Value, attributes: &[String], excluded: &[String]) -> 
         }
         let n = ENTERPRISE_SCHEMA.len();
         if p.len() > n + 1
-            && p[..n].eq_ignore_ascii_case(ENTERPRISE_SCHEMA)
+            && p.get(..n)
+                .is_some_and(|h| h.eq_ignore_ascii_case(ENTERPRISE_SCHEMA))
             && p.as_bytes()[n] == b':'
         {
             return (ENTERPRISE_SCHEMA.to_string(), Some(p[n + 1..].to_string()));
@@ -587,6 +589,9 @@ mod tests {
         assert_eq!(p[ENTERPRISE_SCHEMA], json!({"department": "R&D"}));
         let p = project(&v, &[], &[ENTERPRISE_SCHEMA.to_string()]);
         assert!(p.get(ENTERPRISE_SCHEMA).is_none());
+        // A multi-byte character where a schema URN would end must not panic.
+        let odd = format!("{}é{}", "a".repeat(41), "a");
+        let _ = project(&v, std::slice::from_ref(&odd), std::slice::from_ref(&odd));
         let p = project(&v, &[], &["emails".into(), "name.familyName".into()]);
         assert!(p.get("emails").is_none());
         assert_eq!(p["name"], json!({"givenName": "Ann"}));

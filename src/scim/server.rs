@@ -153,6 +153,11 @@ pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse
         latency_ms: started.elapsed().as_millis() as u64,
         error: err,
     };
+    // Unauthenticated requests are traced only: anyone could flood the
+    // bounded log with them and push real entries out.
+    if entry.status == 401 {
+        return resp;
+    }
     if let Ok(bytes) = serde_json::to_vec(&entry) {
         if let Err(e) = app.store.append_scim_log(&bytes, scim.log_retention).await {
             tracing::warn!(error = %e, "could not write the provisioning log");
