@@ -284,7 +284,23 @@ pub enum SessionError {
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
     cache: moka::sync::Cache<SessionKey, Arc<LiveSession>>,
+    /// Recently revoked sessions and users (with the time), so a lookup
+    /// that read the store just before a revocation cannot re-cache it.
+    revoked_keys: moka::sync::Cache<SessionKey, ()>,
+    revoked_users: moka::sync::Cache<String, u64>,
     settings: SessionSettings,
+}
+
+/// A bounded, expiring map for "recently revoked" facts.
+fn recent_set<K, V>(ttl: Duration) -> moka::sync::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(100_000)
+        .time_to_live(ttl)
+        .build()
 }
 
 impl Sessions {
@@ -296,6 +312,8 @@ impl Sessions {
         let me = Arc::new(Self {
             store,
             cache,
+            revoked_keys: recent_set(settings.cache_ttl * 2),
+            revoked_users: recent_set(settings.cache_ttl * 2),
             settings,
         });
         let weak = Arc::downgrade(&me);
@@ -361,6 +379,7 @@ impl Sessions {
             _ => {
                 // Miss, or idle by our own view (another replica may have seen activity).
                 self.cache.invalidate(&key);
+                let fetched_at = now_ms();
                 let Some(rec) = self.store.get_session(&key).await? else {
                     return Ok(None);
                 };
@@ -368,8 +387,19 @@ impl Sessions {
                     let _ = self.store.remove_session(&key).await;
                     return Ok(None);
                 }
+                let sub = rec.principal.sub.clone();
                 let live = Arc::new(LiveSession::new(key.clone(), rec));
-                self.cache.insert(key, live.clone());
+                self.cache.insert(key.clone(), live.clone());
+                // A revocation that raced with the store read wins.
+                let raced = self.revoked_keys.contains_key(&key)
+                    || self
+                        .revoked_users
+                        .get(&sub)
+                        .is_some_and(|t| t >= fetched_at);
+                if raced {
+                    self.cache.invalidate(&key);
+                    return Ok(None);
+                }
                 live
             }
         };
@@ -400,6 +430,7 @@ impl Sessions {
 
     /// Ends one session here at once and on every replica.
     pub async fn revoke(&self, key: &SessionKey) -> Result<bool, SessionError> {
+        self.revoked_keys.insert(key.clone(), ());
         self.cache.invalidate(key);
         let existed = self.store.remove_session(key).await?.is_some();
         self.cache.invalidate(key);
@@ -411,6 +442,7 @@ impl Sessions {
 
     /// Ends every session of a user here at once and on every replica.
     pub async fn revoke_user(&self, sub: &str) -> Result<usize, SessionError> {
+        self.revoked_users.insert(sub.to_string(), now_ms());
         self.evict_user(sub);
         let keys = self.store.remove_user_sessions(sub).await?;
         for k in &keys {
@@ -474,8 +506,15 @@ impl Sessions {
     /// Applies a revocation received from another replica.
     pub fn apply_revocation(&self, r: &Revocation) {
         match r {
-            Revocation::Session(k) => self.cache.invalidate(k),
-            Revocation::User(sub) | Revocation::Refresh(sub) => self.evict_user(sub),
+            Revocation::Session(k) => {
+                self.revoked_keys.insert(k.clone(), ());
+                self.cache.invalidate(k)
+            }
+            Revocation::User(sub) => {
+                self.revoked_users.insert(sub.clone(), now_ms());
+                self.evict_user(sub)
+            }
+            Revocation::Refresh(sub) => self.evict_user(sub),
             Revocation::All => self.cache.invalidate_all(),
         }
     }
