@@ -735,20 +735,45 @@ async fn end_idp_sessions(
         .tenant
         .clone()
         .unwrap_or_else(|| DEFAULT_TENANT.to_string());
-    let user = app
+    // The user may have been matched by userName (the NameID) or by email
+    // at sign-in; the session's own link then says whether it is this IdP
+    // session.
+    let mut candidates: Vec<String> = Vec::new();
+    if let Some(u) = app
         .store
         .user_by_user_name(&tenant, &logout.name_id)
         .await
-        .map_err(|e| e.to_string())?;
-    let Some(user) = user else { return Ok(0) };
-    let sessions = app
-        .sessions
-        .list_user(&user.id)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+    {
+        candidates.push(u.id);
+    }
+    if logout.name_id.contains('@') {
+        for u in app
+            .store
+            .users_by_email(&tenant, &logout.name_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            if !candidates.contains(&u.id) {
+                candidates.push(u.id);
+            }
+        }
+    }
+    let mut sessions = Vec::new();
+    for id in &candidates {
+        sessions.extend(
+            app.sessions
+                .list_user(id)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
     let mut n = 0;
     for (key, rec) in sessions {
         let Some(link) = &rec.sso else { continue };
+        if link.name_id != logout.name_id {
+            continue;
+        }
         let index_matches = logout.session_indexes.is_empty()
             || link
                 .session_index
