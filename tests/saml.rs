@@ -1380,3 +1380,72 @@ async fn an_idp_cannot_sign_in_a_user_of_another_idp_or_foreign_domain() {
     assert_eq!(r.status(), 403);
     assert!(gw.log().contains("reason=\"foreign_email_domain\""));
 }
+
+#[tokio::test]
+async fn a_user_deleted_by_scim_does_not_come_back_through_jit() {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let idp = TestIdp::new("https://idp.example.test/metadata");
+    let cert = idp.write_cert(dir.path(), "idp.pem");
+    let token = portcullis::secret::new_token("scim_");
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = format!(
+        "[saml]\n{}[scim]\n[[scim.client]]\nname = \"jc\"\ntoken_hash = \"{}\"\ntenant = \"acme\"\n",
+        idp.idp_toml("testidp", &cert, "tenant = \"acme\""),
+        portcullis::secret::TokenHash::of(&token)
+    );
+    let gw = Gateway::start(o);
+    let entity = format!("http://localhost:{}", gw.port);
+    let acs = format!("{entity}/.portcullis/saml/acs");
+    let scim = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut rb = client()
+            .request(method, gw.url(&format!("/scim/v2{path}")))
+            .bearer_auth(&token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        rb.send()
+    };
+    let sign_in = || {
+        let b64 = idp.response_b64(&ResponseOpts::new(&acs, &entity, None));
+        client()
+            .post(gw.url("/.portcullis/saml/acs"))
+            .form(&[("SAMLResponse", b64)])
+            .send()
+    };
+    let created: serde_json::Value = scim(
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::json!({"userName": "alice@example.com"})),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(sign_in().await.unwrap().status(), 303);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        scim(reqwest::Method::DELETE, &format!("/Users/{id}"), None)
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        sign_in().await.unwrap().status(),
+        403,
+        "no JIT resurrection: {}",
+        gw.log()
+    );
+    // Provisioned again by SCIM: sign-in works again.
+    let r = scim(
+        reqwest::Method::POST,
+        "/Users",
+        Some(serde_json::json!({"userName": "alice@example.com"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(sign_in().await.unwrap().status(), 303);
+}

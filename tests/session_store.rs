@@ -307,6 +307,11 @@ async fn state_contract(store: Arc<dyn Backend>) {
         "second insert refused (replay)"
     );
     assert_eq!(
+        store.peek_state(ns, &key).await.unwrap().as_deref(),
+        Some(&b"v1"[..]),
+        "peek keeps it"
+    );
+    assert_eq!(
         store.take_state(ns, &key).await.unwrap().as_deref(),
         Some(&b"v1"[..])
     );

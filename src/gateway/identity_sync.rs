@@ -110,3 +110,46 @@ pub async fn refresh_sessions(app: &App, tenant: &str, user_id: &str) -> Result<
         .await
         .map_err(|e| e.to_string())
 }
+
+/// State namespace of "deprovisioned by SCIM" markers: a user a SCIM client
+/// deleted must not come back through SAML JIT until SCIM provisions it again.
+const DEPROVISIONED: &str = "deprovisioned";
+/// Markers outlive any realistic IdP session (ten years).
+const DEPROVISIONED_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+fn marker_key(tenant: &str, user_name: &str) -> String {
+    format!("{tenant}:{}", user_name.to_lowercase())
+}
+
+/// Remembers that SCIM deprovisioned `user_name` in `tenant`.
+pub async fn mark_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Result<(), String> {
+    let key = marker_key(tenant, user_name);
+    // Replace any older marker: take, then put.
+    app.store
+        .take_state(DEPROVISIONED, &key)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.store
+        .put_state_once(DEPROVISIONED, &key, b"1", DEPROVISIONED_TTL)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Clears the marker when SCIM provisions the userName again.
+pub async fn clear_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Result<(), String> {
+    app.store
+        .take_state(DEPROVISIONED, &marker_key(tenant, user_name))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Was `user_name` deprovisioned by SCIM (and not provisioned since)?
+pub async fn is_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Result<bool, String> {
+    app.store
+        .peek_state(DEPROVISIONED, &marker_key(tenant, user_name))
+        .await
+        .map(|v| v.is_some())
+        .map_err(|e| e.to_string())
+}

@@ -543,6 +543,13 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
             }
         }
         None if !idp.jit.enabled => return Err(SamlError::NotProvisioned(user_name)),
+        // Deleted by SCIM: JIT must not bring the user back.
+        None if crate::gateway::identity_sync::is_deprovisioned(app, &tenant, &user_name)
+            .await
+            .map_err(SamlError::Store)? =>
+        {
+            return Err(SamlError::Deactivated(user_name))
+        }
         None => {
             let new = User {
                 name: wanted_name,

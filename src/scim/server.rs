@@ -621,6 +621,9 @@ impl Ctx<'_> {
                 Some(format!("{}/Users/{}", self.base, saved.id)),
             ));
         }
+        crate::gateway::identity_sync::clear_deprovisioned(self.app, self.tenant(), &u.user_name)
+            .await
+            .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
         u.provisioned_via = ProvisionedVia::Scim;
         u.scim_client = Some(cfg.name.clone());
         u.role = cfg.default_role.clone();
@@ -765,6 +768,15 @@ impl Ctx<'_> {
             tracing::info!(client = %self.client.cfg.name, user = %current.id, "SCIM delete kept as a deactivated tombstone (allow_deletion = false)");
         }
         self.revoke(&current.id, "deleted").await;
+        if let Err(e) = crate::gateway::identity_sync::mark_deprovisioned(
+            self.app,
+            self.tenant(),
+            &current.user_name,
+        )
+        .await
+        {
+            tracing::error!(user = %current.id, error = %e, "could not record the deprovisioning; SAML JIT could recreate the user");
+        }
         Ok(LocalResponse::new(204, "application/scim+json", ""))
     }
 

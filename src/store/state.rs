@@ -27,6 +27,8 @@ pub trait StateStore: Send + Sync {
     /// Removes and returns the live value, atomically: of two concurrent
     /// takes, only one gets it.
     async fn take_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Reads a live value without taking it.
+    async fn peek_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Deletes expired entries (backends without native expiry).
     async fn purge_expired_state(&self, now_ms: u64) -> StoreResult<usize>;
 }
@@ -104,6 +106,18 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn peek_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let k = state_key(ns, key);
+        let now = crate::session::now_ms();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let t = txn.open_table(STATE).map_err(err)?;
+            let v = t.get(k.as_str()).map_err(err)?.map(|v| v.value().to_vec());
+            Ok(v.filter(|v| expiry(v) > now).map(|v| v[8..].to_vec()))
+        })
+        .await
+    }
+
     async fn purge_expired_state(&self, now_ms: u64) -> StoreResult<usize> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
@@ -150,6 +164,13 @@ impl StateStore for RedisStore {
 
     async fn take_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(redis::cmd("GETDEL")
+            .arg(format!("{}state:{ns}:{key}", self.prefix))
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
+    async fn peek_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(redis::cmd("GET")
             .arg(format!("{}state:{ns}:{key}", self.prefix))
             .query_async(&mut self.conn())
             .await?)
