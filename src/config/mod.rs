@@ -329,6 +329,10 @@ pub struct ServerConfig {
     pub grace_period: HumanDuration,
     /// Directory for the pid file and upgrade socket (default: a per-port temp dir).
     pub runtime_dir: Option<PathBuf>,
+    /// Match `[[policy]]` paths case-insensitively (apps on case-insensitive
+    /// servers such as IIS).
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
     /// Largest request body the gateway reads itself (login forms, SCIM, admin).
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,

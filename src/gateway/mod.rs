@@ -162,7 +162,11 @@ impl App {
             })
             .collect();
         rules.extend(cfg.policy.iter().cloned());
-        let policy = Policy::compile(&rules)?;
+        let policy = if cfg.server.case_insensitive_paths {
+            Policy::compile_case_insensitive(&rules)?
+        } else {
+            Policy::compile(&rules)?
+        };
         let saml = match &cfg.saml {
             Some(s) => Some(Arc::new(
                 crate::saml::idp::Registry::build(&cfg, s, Some(remote_metadata))

@@ -255,6 +255,9 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Compare paths case-insensitively (apps on IIS/ASP.NET serve `/ADMIN`
+    /// as `/admin`, so a case-sensitive rule could be sidestepped).
+    case_insensitive: bool,
 }
 
 static DEFAULT_ACCESS: Access = Access::Authenticated;
@@ -263,14 +266,37 @@ impl Policy {
     pub fn compile(cfgs: &[PolicyRuleConfig]) -> Result<Self, PolicyError> {
         Ok(Self {
             rules: cfgs.iter().map(Rule::compile).collect::<Result<_, _>>()?,
+            case_insensitive: false,
+        })
+    }
+
+    /// Like [`Policy::compile`], matching paths case-insensitively.
+    pub fn compile_case_insensitive(cfgs: &[PolicyRuleConfig]) -> Result<Self, PolicyError> {
+        let lowered: Vec<PolicyRuleConfig> = cfgs
+            .iter()
+            .map(|c| PolicyRuleConfig {
+                path: c.path.to_lowercase(),
+                ..c.clone()
+            })
+            .collect();
+        Ok(Self {
+            case_insensitive: true,
+            ..Self::compile(&lowered)?
         })
     }
 
     /// The access rule for a normalized path.
     pub fn access(&self, method: &http::Method, matched_path: &str) -> &Access {
+        let lowered;
+        let path = if self.case_insensitive {
+            lowered = matched_path.to_lowercase();
+            lowered.as_str()
+        } else {
+            matched_path
+        };
         self.rules
             .iter()
-            .find(|r| r.matches(method, matched_path))
+            .find(|r| r.matches(method, path))
             .map(|r| &r.access)
             .unwrap_or(&DEFAULT_ACCESS)
     }
@@ -404,6 +430,21 @@ mod tests {
             Policy::decide(&Access::Deny, Some(&ann)),
             Decision::Forbidden
         );
+    }
+
+    #[test]
+    fn case_insensitive_mode_matches_any_spelling() {
+        let rules = [rule("/Admin/*", None, Some(&["admins"]))];
+        let strict = Policy::compile(&rules).unwrap();
+        let ci = Policy::compile_case_insensitive(&rules).unwrap();
+        let admin = Access::Groups(vec!["admins".into()]);
+        assert_eq!(
+            strict.access(&http::Method::GET, "/ADMIN/x"),
+            &Access::Authenticated
+        );
+        for p in ["/ADMIN/x", "/admin/x", "/aDmIn"] {
+            assert_eq!(ci.access(&http::Method::GET, p), &admin, "{p}");
+        }
     }
 
     #[test]
