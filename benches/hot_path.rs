@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
             methods: vec![],
             allow: None,
             groups: Some(vec![format!("g{i}")]),
+            tenant: None,
         })
         .collect();
     let policy = Policy::compile(&rules).unwrap();

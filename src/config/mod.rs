@@ -559,6 +559,9 @@ pub struct PolicyRuleConfig {
     pub allow: Option<String>,
     /// Signed-in users in at least one of these groups.
     pub groups: Option<Vec<String>>,
+    /// With `groups`: only users of this tenant (group names are chosen by
+    /// each tenant's IdP and SCIM client, so a bare name may collide).
+    pub tenant: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]

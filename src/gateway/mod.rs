@@ -159,6 +159,7 @@ impl App {
                 methods: vec![],
                 allow: Some("public".into()),
                 groups: None,
+                tenant: None,
             })
             .collect();
         rules.extend(cfg.policy.iter().cloned());

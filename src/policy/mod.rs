@@ -20,6 +20,8 @@ pub enum PolicyError {
     UnknownAllow(String),
     #[error("groups must not be empty")]
     EmptyGroups,
+    #[error("tenant only qualifies a groups rule")]
+    TenantWithoutGroups,
     #[error("invalid HTTP method {0:?}")]
     BadMethod(String),
 }
@@ -134,6 +136,11 @@ pub enum Access {
     Public,
     Authenticated,
     Groups(Vec<String>),
+    /// Members of one of the groups *within* the tenant.
+    TenantGroups {
+        tenant: String,
+        groups: Vec<String>,
+    },
     Deny,
 }
 
@@ -195,6 +202,9 @@ impl Rule {
                     .map_err(|_| PolicyError::BadMethod(m.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if cfg.tenant.is_some() && cfg.groups.is_none() {
+            return Err(PolicyError::TenantWithoutGroups);
+        }
         let access = match (&cfg.allow, &cfg.groups) {
             (Some(_), Some(_)) | (None, None) => return Err(PolicyError::AccessAmbiguous),
             (Some(a), None) => match a.as_str() {
@@ -204,7 +214,13 @@ impl Rule {
                 other => return Err(PolicyError::UnknownAllow(other.to_string())),
             },
             (None, Some(g)) if g.is_empty() => return Err(PolicyError::EmptyGroups),
-            (None, Some(g)) => Access::Groups(g.clone()),
+            (None, Some(g)) => match &cfg.tenant {
+                Some(t) => Access::TenantGroups {
+                    tenant: t.clone(),
+                    groups: g.clone(),
+                },
+                None => Access::Groups(g.clone()),
+            },
         };
         Ok(Self {
             segments,
@@ -309,6 +325,12 @@ impl Policy {
             (Access::Authenticated, Some(_)) => Decision::Allow,
             (Access::Groups(g), Some(p)) if p.in_any_group(g) => Decision::Allow,
             (Access::Groups(_), Some(_)) => Decision::Forbidden,
+            (Access::TenantGroups { tenant, groups }, Some(p))
+                if p.tenant.as_deref() == Some(tenant.as_str()) && p.in_any_group(groups) =>
+            {
+                Decision::Allow
+            }
+            (Access::TenantGroups { .. }, Some(_)) => Decision::Forbidden,
         }
     }
 }
@@ -323,6 +345,7 @@ mod tests {
             methods: vec![],
             allow: allow.map(Into::into),
             groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
+            tenant: None,
         }
     }
 
@@ -429,6 +452,35 @@ mod tests {
         assert_eq!(
             Policy::decide(&Access::Deny, Some(&ann)),
             Decision::Forbidden
+        );
+    }
+
+    #[test]
+    fn tenant_qualified_group_rules_ignore_same_named_groups_elsewhere() {
+        let mut r = rule("/admin/*", None, Some(&["admins"]));
+        r.tenant = Some("acme".into());
+        let p = Policy::compile(&[r]).unwrap();
+        let access = p.access(&http::Method::GET, "/admin/x").clone();
+        let member = |tenant: &str| Principal {
+            sub: "u".into(),
+            groups: vec!["admins".into()],
+            tenant: Some(tenant.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Policy::decide(&access, Some(&member("acme"))),
+            Decision::Allow
+        );
+        assert_eq!(
+            Policy::decide(&access, Some(&member("globex"))),
+            Decision::Forbidden
+        );
+        assert_eq!(Policy::decide(&access, None), Decision::NeedLogin);
+        let mut bad = rule("/x", Some("public"), None);
+        bad.tenant = Some("acme".into());
+        assert_eq!(
+            Rule::compile(&bad).unwrap_err(),
+            PolicyError::TenantWithoutGroups
         );
     }
 

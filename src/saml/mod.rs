@@ -219,6 +219,7 @@ pub fn validate_config(cfg: &Config, saml: &SamlConfig, problems: &mut Vec<Probl
             methods: vec![],
             allow: Some("public".into()),
             groups: None,
+            tenant: None,
         };
         if let Err(e) = crate::policy::Rule::compile(&rule) {
             problems.push(Problem::new(format!("saml.bypass[{i}]"), e.to_string()));
