@@ -1449,3 +1449,25 @@ async fn a_user_deleted_by_scim_does_not_come_back_through_jit() {
     assert_eq!(r.status(), 201);
     assert_eq!(sign_in().await.unwrap().status(), 303);
 }
+
+#[tokio::test]
+async fn a_forged_response_does_not_burn_the_pending_request() {
+    let e = env();
+    let attacker = TestIdp::new("https://idp.example.test/metadata");
+    let (id, cookie) = e.begin("/").await;
+    let mut forged = e.opts(Some(&id));
+    forged.signer = Some(&attacker);
+    assert_eq!(
+        e.refused(&e.idp.response_b64(&forged), Some(&cookie), 400)
+            .await,
+        "bad_signature"
+    );
+    let r = e
+        .post(&e.idp.response_b64(&e.opts(Some(&id))), Some(&cookie), None)
+        .await;
+    assert_eq!(
+        r.status(),
+        303,
+        "the genuine response still completes the sign-in"
+    );
+}

@@ -325,7 +325,9 @@ async fn accept(
         Some(id) => {
             let raw = app
                 .store
-                .take_state(NS_AUTHN, id)
+                // Only looked at here; consumed once the response has verified,
+                // so a forged response cannot burn a real request.
+                .peek_state(NS_AUTHN, id)
                 .await
                 .map_err(store_err)?;
             let pending: Pending = raw
@@ -371,6 +373,17 @@ async fn accept(
     })?
     .map_err(|e| (idp_id.clone(), e, xml()))?;
 
+    // The request is single-use: of two valid responses to it, one wins.
+    if let Some(id) = &msg.in_response_to {
+        let taken = app
+            .store
+            .take_state(NS_AUTHN, id)
+            .await
+            .map_err(store_err)?;
+        if taken.is_none() {
+            return Err((idp_id.clone(), SamlError::InResponseTo, xml()));
+        }
+    }
     // Single use: the assertion id is remembered until it could no longer be accepted.
     let now = chrono::Utc::now();
     let until = login
