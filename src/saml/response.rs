@@ -182,7 +182,9 @@ pub fn verify(
         SignatureRequirement::Response if !msg.response_signed => {
             return Err(SamlError::Unsigned("Response"))
         }
-        SignatureRequirement::Assertion if !msg.assertion_signed && !msg.encrypted => {
+        // The signature inside an EncryptedAssertion is not verified after
+        // decryption, so "assertion" cannot be honoured for one: refuse.
+        SignatureRequirement::Assertion if !msg.assertion_signed || msg.encrypted => {
             return Err(SamlError::Unsigned("Assertion"))
         }
         _ => {}
