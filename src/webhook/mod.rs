@@ -1,4 +1,6 @@
-//! `webhook` owns provisioning webhooks to the app (issue #5): so far the
-//! Standard Webhooks signer; events, the outbox and delivery come next.
+//! `webhook` owns provisioning webhooks to the app (issue #5). Landed so
+//! far: the event model (`event`) and the Standard Webhooks signer
+//! (`signing`); the outbox and delivery come next.
 
+pub mod event;
 pub mod signing;
