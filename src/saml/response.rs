@@ -39,6 +39,20 @@ pub struct Inspected {
     pub encrypted: bool,
 }
 
+/// Refuses what no IdP sends and attacks use: DTDs/entities (expansion,
+/// external entities) and comments (they defeat canonicalization and
+/// truncate NameIDs). Applied to every SAML message before parsing.
+pub fn refuse_unsafe_xml(xml: &str) -> Result<(), SamlError> {
+    let upper = xml.to_ascii_uppercase();
+    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+        return Err(SamlError::Dtd);
+    }
+    if xml.contains("<!--") {
+        return Err(SamlError::Comment);
+    }
+    Ok(())
+}
+
 /// Decodes and inspects the `SAMLResponse` form value.
 pub fn inspect(
     saml_response_b64: &str,
@@ -57,13 +71,7 @@ pub fn inspect(
         .map_err(|_| SamlError::Malformed("SAMLResponse is not base64".into()))?;
     let xml = String::from_utf8(raw)
         .map_err(|_| SamlError::Malformed("SAMLResponse is not UTF-8".into()))?;
-    let upper = xml.to_ascii_uppercase();
-    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
-        return Err(SamlError::Dtd);
-    }
-    if xml.contains("<!--") {
-        return Err(SamlError::Comment);
-    }
+    refuse_unsafe_xml(&xml)?;
     if !allow_sha1
         && (xml.contains("xmldsig#rsa-sha1")
             || xml.contains("xmldsig#sha1")
