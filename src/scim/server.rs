@@ -207,7 +207,31 @@ async fn serve(
         client,
         base: format!("{}{}", app.cfg.server.public_url.origin(), scim.base_path),
     };
-    let result = match (req.method.as_str(), segs.as_slice()) {
+    let result = route(&ctx, req, &segs).await;
+    match result {
+        Ok(r) => (r, name, None),
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::error!(client = %client.cfg.name, path = %req.path, error = %e, "SCIM request failed");
+            } else {
+                tracing::info!(client = %client.cfg.name, method = %req.method, path = %req.path, status = e.status, scim_type = e.scim_type.unwrap_or("-"), detail = %e.detail, "SCIM request refused");
+            }
+            let reason = match e.scim_type {
+                Some(t) => format!("{t}: {}", e.detail),
+                None => e.detail.clone(),
+            };
+            (error(&e), name, Some(reason))
+        }
+    }
+}
+
+/// Dispatches one authenticated request to its handler.
+async fn route(
+    ctx: &Ctx<'_>,
+    req: &LocalRequest,
+    segs: &[&str],
+) -> Result<LocalResponse, ScimError> {
+    match (req.method.as_str(), segs) {
         ("GET", ["ServiceProviderConfig"]) => {
             Ok(respond(200, &schemas::service_provider_config(&ctx.base)))
         }
@@ -235,26 +259,26 @@ async fn serve(
             ctx.list(ResourceKind::User, &Query::from_query(req.query.as_deref()))
                 .await
         }
-        ("POST", ["Users", ".search"]) => match parse_body(req) {
-            Ok(b) => ctx.list(ResourceKind::User, &Query::from_search(&b)).await,
-            Err(e) => Err(e),
-        },
-        ("POST", ["Users"]) => match parse_body(req) {
-            Ok(b) => ctx.create_user(&b).await,
-            Err(e) => Err(e),
-        },
+        ("POST", ["Users", ".search"]) => {
+            let b = parse_body(req)?;
+            ctx.list(ResourceKind::User, &Query::from_search(&b)).await
+        }
+        ("POST", ["Users"]) => {
+            let b = parse_body(req)?;
+            ctx.create_user(&b).await
+        }
         ("GET", ["Users", id]) => {
             ctx.get_user(id, &Query::from_query(req.query.as_deref()))
                 .await
         }
-        ("PUT", ["Users", id]) => match parse_body(req) {
-            Ok(b) => ctx.put_user(id, &b, if_match(req)).await,
-            Err(e) => Err(e),
-        },
-        ("PATCH", ["Users", id]) => match parse_body(req) {
-            Ok(b) => ctx.patch_user(id, &b, if_match(req)).await,
-            Err(e) => Err(e),
-        },
+        ("PUT", ["Users", id]) => {
+            let b = parse_body(req)?;
+            ctx.put_user(id, &b, if_match(req)).await
+        }
+        ("PATCH", ["Users", id]) => {
+            let b = parse_body(req)?;
+            ctx.patch_user(id, &b, if_match(req)).await
+        }
         ("DELETE", ["Users", id]) => ctx.delete_user(id).await,
         ("GET", ["Groups"]) => {
             ctx.list(
@@ -263,26 +287,26 @@ async fn serve(
             )
             .await
         }
-        ("POST", ["Groups", ".search"]) => match parse_body(req) {
-            Ok(b) => ctx.list(ResourceKind::Group, &Query::from_search(&b)).await,
-            Err(e) => Err(e),
-        },
-        ("POST", ["Groups"]) => match parse_body(req) {
-            Ok(b) => ctx.create_group(&b).await,
-            Err(e) => Err(e),
-        },
+        ("POST", ["Groups", ".search"]) => {
+            let b = parse_body(req)?;
+            ctx.list(ResourceKind::Group, &Query::from_search(&b)).await
+        }
+        ("POST", ["Groups"]) => {
+            let b = parse_body(req)?;
+            ctx.create_group(&b).await
+        }
         ("GET", ["Groups", id]) => {
             ctx.get_group(id, &Query::from_query(req.query.as_deref()))
                 .await
         }
-        ("PUT", ["Groups", id]) => match parse_body(req) {
-            Ok(b) => ctx.put_group(id, &b, if_match(req)).await,
-            Err(e) => Err(e),
-        },
-        ("PATCH", ["Groups", id]) => match parse_body(req) {
-            Ok(b) => ctx.patch_group(id, &b, if_match(req)).await,
-            Err(e) => Err(e),
-        },
+        ("PUT", ["Groups", id]) => {
+            let b = parse_body(req)?;
+            ctx.put_group(id, &b, if_match(req)).await
+        }
+        ("PATCH", ["Groups", id]) => {
+            let b = parse_body(req)?;
+            ctx.patch_group(id, &b, if_match(req)).await
+        }
         ("DELETE", ["Groups", id]) => ctx.delete_group(id).await,
         (_, ["Users" | "Groups" | "Schemas" | "ResourceTypes" | "ServiceProviderConfig", ..]) => {
             Err(ScimError::new(
@@ -292,21 +316,6 @@ async fn serve(
             ))
         }
         _ => Err(ScimError::not_found("no such SCIM endpoint")),
-    };
-    match result {
-        Ok(r) => (r, name, None),
-        Err(e) => {
-            if e.status >= 500 {
-                tracing::error!(client = %client.cfg.name, path = %req.path, error = %e, "SCIM request failed");
-            } else {
-                tracing::info!(client = %client.cfg.name, method = %req.method, path = %req.path, status = e.status, scim_type = e.scim_type.unwrap_or("-"), detail = %e.detail, "SCIM request refused");
-            }
-            let reason = match e.scim_type {
-                Some(t) => format!("{t}: {}", e.detail),
-                None => e.detail.clone(),
-            };
-            (error(&e), name, Some(reason))
-        }
     }
 }
 
