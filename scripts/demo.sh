@@ -17,6 +17,8 @@ DEV_IDP_PORT=8081 DEV_IDP_CERT_OUT=var/demo/dev-idp.pem ./target/debug/examples/
 pids+=($!)
 for _ in $(seq 1 100); do [ -s var/demo/dev-idp.pem ] && break; sleep 0.1; done
 
+# The same demo-only secret as [[webhook]] in config/demo.toml.
+APP_WEBHOOK_SECRET="whsec_euKL1IjBQEKcvVPNvLenko0OOo/T7ITLKiYrzNZeDIw=" \
 APP_LISTEN=127.0.0.1:3000 GATEWAY_URL=http://127.0.0.1:8080 APP_AUDIENCE=demo-app \
   ./target/debug/examples/upstream_app &
 pids+=($!)
@@ -35,6 +37,7 @@ cat <<MSG
 
     open        http://127.0.0.1:8080/              sign in through the dev IdP (any name)
     public      http://127.0.0.1:8080/public/       no session needed
+    directory   http://127.0.0.1:8080/directory     users the app learnt from webhooks (JIT sign-ins)
     sign out    http://127.0.0.1:8080/.portcullis/logout
     SP metadata http://127.0.0.1:8080/.portcullis/saml/metadata
     JWKS        http://127.0.0.1:8080/.portcullis/jwks.json

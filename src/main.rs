@@ -59,6 +59,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Provisioning webhooks of a running gateway (through its admin
+    /// listener): queue status, dead letters, replay, backfill; and secrets.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// SCIM client bearer tokens.
     ScimToken {
         #[command(subcommand)]
@@ -82,6 +88,76 @@ enum KeysCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Where the admin API is and how to authenticate to it.
+#[derive(clap::Args)]
+struct AdminArgs {
+    #[arg(short, long, env = CONFIG_ENV)]
+    config: PathBuf,
+    /// Admin API token (as printed by `portcullis admin-token create`).
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Queue depth, oldest pending age, failures and dead letters per target.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Events given up after `max_age`, oldest first.
+    DeadLetters {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue dead letters (all, or those matching --id / --since).
+    Replay {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only this target (default: every target).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only this event id (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Only events that happened at or after this time: RFC 3339
+        /// (`2026-11-23T08:00:00Z`) or an age (`2h` = two hours ago).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<u64>,
+    },
+    /// Queue the current directory as `*.created` events for one target (an
+    /// app added later catches up).
+    Backfill {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        target: String,
+    },
+    /// Print a new random `whsec_` signing secret.
+    Secret,
+}
+
+/// `--since`: RFC 3339, or a duration meaning "that long ago"; in ms.
+fn parse_since(s: &str) -> Result<u64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return u64::try_from(t.timestamp_millis()).map_err(|_| "time before 1970".to_string());
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a duration like \"2h\""))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(now.saturating_sub(d).as_millis() as u64)
 }
 
 #[derive(Subcommand)]
@@ -219,6 +295,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Webhooks { command } => match webhooks(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::ScimToken {
             command: ScimTokenCommand::Create { client },
         } => {
@@ -238,6 +321,130 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Calls the running gateway's admin API; returns the JSON answer.
+fn admin_call(
+    admin: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    let cfg = Config::load(&admin.config).map_err(|e| e.to_string())?;
+    let mut addr = cfg.admin.listen.0;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let url = format!("http://{addr}/admin/{path}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let text = rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method, &url)
+            .bearer_auth(&admin.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the admin listener at {addr}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(format!("admin API answered {status}: {text}"))
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn webhooks(command: WebhooksCommand) -> Result<(), String> {
+    match command {
+        WebhooksCommand::Secret => {
+            println!("{}", portcullis::webhook::signing::Secret::generate());
+        }
+        WebhooksCommand::Status { admin, json } => {
+            let v = admin_call(&admin, reqwest::Method::GET, "webhooks", None)?;
+            if json {
+                println!("{v}");
+                return Ok(());
+            }
+            println!(
+                "{:<16} {:>8} {:>11} {:>9} {:>6} {:>10} {:>8}  last error",
+                "target", "pending", "oldest(s)", "retrying", "dead", "delivered", "failed"
+            );
+            for t in v["targets"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<16} {:>8} {:>11} {:>9} {:>6} {:>10} {:>8}  {}",
+                    t["target"].as_str().unwrap_or(""),
+                    t["pending"],
+                    t["oldest_pending_seconds"],
+                    t["retrying"],
+                    t["dead_letters"],
+                    t["delivered"],
+                    t["failed_attempts"],
+                    t["last_error"].as_str().unwrap_or("-"),
+                );
+            }
+        }
+        WebhooksCommand::DeadLetters {
+            admin,
+            target,
+            json,
+        } => {
+            let mut path = "webhooks/dead-letters".to_string();
+            if let Some(t) = &target {
+                path.push_str(&format!("?target={}", urlencode(t)));
+            }
+            let v = admin_call(&admin, reqwest::Method::GET, &path, None)?;
+            for d in v["dead_letters"].as_array().into_iter().flatten() {
+                if json {
+                    println!("{d}");
+                } else {
+                    println!(
+                        "{}  {}  {:<22} {:<10} attempts={} {}",
+                        portcullis::directory::rfc3339(d["at_ms"].as_u64().unwrap_or(0)),
+                        d["event_id"].as_str().unwrap_or(""),
+                        d["type"].as_str().unwrap_or(""),
+                        d["target"].as_str().unwrap_or(""),
+                        d["attempts"],
+                        d["error"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        WebhooksCommand::Replay {
+            admin,
+            target,
+            ids,
+            since,
+        } => {
+            let body = serde_json::json!({"target": target, "ids": ids, "since_ms": since});
+            let v = admin_call(&admin, reqwest::Method::POST, "webhooks/replay", Some(body))?;
+            println!("re-queued {} dead letter(s)", v["replayed"]);
+        }
+        WebhooksCommand::Backfill { admin, target } => {
+            let body = serde_json::json!({ "target": target });
+            let v = admin_call(
+                &admin,
+                reqwest::Method::POST,
+                "webhooks/backfill",
+                Some(body),
+            )?;
+            println!("queued {} event(s) for {target}", v["queued"]);
+        }
+    }
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Reads the provisioning log through the running gateway's admin listener.

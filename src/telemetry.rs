@@ -4,8 +4,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use prometheus::{register_histogram_vec, register_int_counter, register_int_counter_vec};
-use prometheus::{HistogramVec, IntCounter, IntCounterVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
+};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -45,6 +47,64 @@ pub static SAML_LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static WEBHOOK_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "portcullis_webhook_attempts_total",
+        "Webhook delivery attempts by target, mode (async, sync) and result (delivered, failed, dead)",
+        &["target", "mode", "result"]
+    )
+    .expect("metric registers once")
+});
+
+pub static WEBHOOK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "portcullis_webhook_attempt_duration_seconds",
+        "Time of one webhook POST, by target",
+        &["target"],
+        vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("metric registers once")
+});
+
+pub static WEBHOOK_PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "portcullis_webhook_pending",
+        "Events waiting for delivery, by target (refreshed every few seconds)",
+        &["target"]
+    )
+    .expect("metric registers once")
+});
+
+pub static WEBHOOK_OLDEST_SECONDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "portcullis_webhook_oldest_pending_seconds",
+        "Age of the oldest event waiting for delivery, by target",
+        &["target"]
+    )
+    .expect("metric registers once")
+});
+
+pub static WEBHOOK_DEAD: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "portcullis_webhook_dead_letters",
+        "Events given up after max_age, by target",
+        &["target"]
+    )
+    .expect("metric registers once")
+});
+
+/// Counts one webhook attempt and its duration.
+pub fn observe_webhook<T, E>(target: &str, r: &Result<T, E>, elapsed: Duration, sync: bool) {
+    let result = if r.is_ok() { "delivered" } else { "failed" };
+    let mode = if sync { "sync" } else { "async" };
+    WEBHOOK_ATTEMPTS
+        .with_label_values(&[target, mode, result])
+        .inc();
+    WEBHOOK_SECONDS
+        .with_label_values(&[target])
+        .observe(elapsed.as_secs_f64());
+}
+
 pub fn observe_request(outcome: &'static str, status: u16, elapsed: Duration) {
     let class = match status {
         100..=199 => "1xx",
@@ -74,6 +134,11 @@ pub fn register_metrics() {
     LazyLock::force(&REQUEST_SECONDS);
     LazyLock::force(&JWT_MINTED);
     LazyLock::force(&SAML_LOGINS);
+    LazyLock::force(&WEBHOOK_ATTEMPTS);
+    LazyLock::force(&WEBHOOK_SECONDS);
+    LazyLock::force(&WEBHOOK_PENDING);
+    LazyLock::force(&WEBHOOK_OLDEST_SECONDS);
+    LazyLock::force(&WEBHOOK_DEAD);
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides `[log] level`.

@@ -156,6 +156,34 @@ fn each_kind_of_mistake_exits_1_naming_the_key() {
             "scim.client[0].rate_limit",
         ),
         ("[scim]\nbase_path = \"scim\"\n", "scim.base_path"),
+        (
+            "[[webhook]]\nname = \"app\"\nurl = \"http://127.0.0.1:3000/h\"\n",
+            "webhook[0].secrets",
+        ),
+        (
+            "[[webhook]]\nname = \"app\"\nurl = \"http://127.0.0.1:3000/h\"\nsecrets = [\"whsec_\"]\n",
+            "webhook[0].secrets[0]",
+        ),
+        (
+            "[[webhook]]\nname = \"a b\"\nurl = \"http://127.0.0.1:3000/h\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
+            "webhook[0].name",
+        ),
+        (
+            "[[webhook]]\nname = \"app\"\nurl = \"http://127.0.0.1:3000/h\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nevents = [\"users.*\"]\n",
+            "webhook[0].events",
+        ),
+        (
+            "[[webhook]]\nname = \"app\"\nurl = \"http://127.0.0.1:3000/h\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nmode = \"blocking\"\n",
+            "webhook[0].mode",
+        ),
+        (
+            "[[webhook]]\nname = \"app\"\nurl = \"http://127.0.0.1:3000/h\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\ntimeout = \"10s\"\nmax_age = \"1s\"\n",
+            "webhook[0].max_age",
+        ),
+        (
+            "[[webhook]]\nname = \"app\"\nurl = \"http://127.0.0.1:3000/h\"\nsecrets_file = \"/nonexistent/secrets\"\n",
+            "webhook[0].secrets_file",
+        ),
     ];
     for (body, key) in cases {
         // [store] and [session] may already exist in the base config: use a fresh file.

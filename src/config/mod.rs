@@ -40,6 +40,102 @@ pub struct Config {
     pub saml: Option<SamlConfig>,
     /// SCIM 2.0 provisioning server; absent = not served.
     pub scim: Option<ScimConfig>,
+    /// Provisioning webhook targets (`[[webhook]]`); none = no outbox.
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// Whether a SCIM request waits for the target (`sync`) or not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookMode {
+    /// Delivered from the outbox after the change committed.
+    #[default]
+    Async,
+    /// A SCIM change commits only after this target acknowledged its event.
+    Sync,
+}
+
+/// One `[[webhook]]` target.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the target's queue (lanes, retries, dead letters) in the store
+    /// and in `portcullis webhooks`: letters, digits, `-` and `_`.
+    pub name: String,
+    pub url: AbsUrl,
+    /// `whsec_<base64>` secrets; every one signs each request (rotation).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// A file with one `whsec_` secret per line, read at start (k8s secret).
+    pub secrets_file: Option<PathBuf>,
+    /// Event type filters: `"user.created"`, `"user.*"`, `"*"`.
+    #[serde(default = "default_webhook_events")]
+    pub events: Vec<String>,
+    /// Only events of this tenant; absent = every tenant.
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub mode: WebhookMode,
+    /// Per attempt, connect to last byte.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: HumanDuration,
+    /// How long an event is retried before it becomes a dead letter.
+    #[serde(default = "default_webhook_max_age")]
+    pub max_age: HumanDuration,
+    /// First retry delay; doubles per attempt (with jitter) up to `retry_max`.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial: HumanDuration,
+    #[serde(default = "default_retry_max")]
+    pub retry_max: HumanDuration,
+    /// Deliveries in flight at once per replica (distinct users/groups).
+    #[serde(default = "default_webhook_concurrency")]
+    pub concurrency: usize,
+    /// A replica silent for this long loses its claimed deliveries to
+    /// another replica (Redis); default: twice `timeout` plus 30 s.
+    pub reclaim_after: Option<HumanDuration>,
+}
+
+fn default_webhook_events() -> Vec<String> {
+    vec!["user.*".into(), "group.*".into()]
+}
+fn default_webhook_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+fn default_webhook_max_age() -> HumanDuration {
+    HumanDuration::secs(24 * 3600)
+}
+fn default_retry_initial() -> HumanDuration {
+    HumanDuration::secs(1)
+}
+fn default_retry_max() -> HumanDuration {
+    HumanDuration::secs(600)
+}
+fn default_webhook_concurrency() -> usize {
+    8
+}
+
+impl WebhookConfig {
+    pub fn reclaim_after(&self) -> std::time::Duration {
+        self.reclaim_after
+            .map(HumanDuration::get)
+            .unwrap_or(self.timeout.get() * 2 + std::time::Duration::from_secs(30))
+    }
+
+    /// Every configured secret: `secrets` then the lines of `secrets_file`.
+    pub fn all_secrets(&self) -> Result<Vec<String>, String> {
+        let mut out: Vec<String> = self.secrets.clone();
+        if let Some(f) = &self.secrets_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_string),
+            );
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -760,6 +856,7 @@ impl Config {
         if let Some(scim) = &self.scim {
             crate::scim::validate_config(self, scim, &mut p);
         }
+        crate::webhook::validate_config(self, &mut p);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(Problem::new("log.level", format!("invalid filter: {e}")));
         }
@@ -1077,6 +1174,19 @@ impl Config {
             "policy      {} rule(s), default authenticated\n",
             self.policy.len()
         ));
+        for w in &self.webhook {
+            out.push_str(&format!(
+                "webhook     {} -> {} ({}, events {})\n",
+                w.name,
+                w.url.as_str(),
+                if w.mode == WebhookMode::Sync {
+                    "sync"
+                } else {
+                    "async"
+                },
+                w.events.join(",")
+            ));
+        }
         out
     }
 }
@@ -1107,7 +1217,18 @@ fn join_key(path: &str, field: &str) -> String {
 
 fn figment_problem(e: figment::Error) -> Problem {
     use figment::error::Kind;
-    let mut path = e.path.join(".");
+    // Array indexes as `webhook[0].mode`, the way `validate` names them.
+    let mut path = String::new();
+    for part in &e.path {
+        if part.bytes().all(|b| b.is_ascii_digit()) && !path.is_empty() {
+            path.push_str(&format!("[{part}]"));
+        } else {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part);
+        }
+    }
     let message = match &e.kind {
         Kind::UnknownField(field, expected) => {
             path = join_key(&path, field);

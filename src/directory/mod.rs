@@ -25,6 +25,7 @@ pub use model::*;
 use async_trait::async_trait;
 
 use crate::store::StoreError;
+use crate::webhook::outbox::Emit;
 
 /// Why a directory call failed. The SCIM layer maps these to status codes
 /// and `scimType`s in one place.
@@ -65,7 +66,13 @@ pub trait DirectoryStore: Send + Sync {
     /// Creates a user. The store assigns `id`, `tenant` and `meta`, and
     /// clears `deleted`. `Conflict` if the userName (case-insensitively) or
     /// externalId is held by a live user of the tenant.
-    async fn create_user(&self, tenant: &str, user: User) -> DirectoryResult<User>;
+    async fn create_user(&self, tenant: &str, user: User) -> DirectoryResult<User> {
+        self.create_user_emit(tenant, user, Emit::none()).await
+    }
+
+    /// `create_user`, appending `emit`'s events to the outbox in the same write.
+    async fn create_user_emit(&self, tenant: &str, user: User, emit: Emit)
+        -> DirectoryResult<User>;
 
     /// A user by id, tombstones included (they are kept for audit; callers
     /// serving SCIM treat `deleted` as absent).
@@ -98,16 +105,43 @@ pub trait DirectoryStore: Send + Sync {
         tenant: &str,
         user: User,
         expected_version: Option<u64>,
+    ) -> DirectoryResult<User> {
+        self.replace_user_emit(tenant, user, expected_version, Emit::none())
+            .await
+    }
+
+    /// `replace_user`, appending `emit`'s events to the outbox in the same write.
+    async fn replace_user_emit(
+        &self,
+        tenant: &str,
+        user: User,
+        expected_version: Option<u64>,
+        emit: Emit,
     ) -> DirectoryResult<User>;
 
     /// Removes the user, its index entries and its memberships in every
     /// group. Tombstones can be removed too.
-    async fn delete_user(&self, tenant: &str, id: &str) -> DirectoryResult<()>;
+    async fn delete_user(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+        self.delete_user_emit(tenant, id, Emit::none()).await
+    }
+
+    /// `delete_user`, appending `emit`'s events to the outbox in the same write.
+    async fn delete_user_emit(&self, tenant: &str, id: &str, emit: Emit) -> DirectoryResult<()>;
 
     /// Soft delete: `deleted = true`, `active = false`, out of every lookup
     /// index (its userName and externalId are free again) and every group;
     /// still readable by id. `NotFound` if already a tombstone.
-    async fn tombstone_user(&self, tenant: &str, id: &str) -> DirectoryResult<User>;
+    async fn tombstone_user(&self, tenant: &str, id: &str) -> DirectoryResult<User> {
+        self.tombstone_user_emit(tenant, id, Emit::none()).await
+    }
+
+    /// `tombstone_user`, appending `emit`'s events to the outbox in the same write.
+    async fn tombstone_user_emit(
+        &self,
+        tenant: &str,
+        id: &str,
+        emit: Emit,
+    ) -> DirectoryResult<User>;
 
     /// Every live user of the tenant, ordered by (created, id) so paging is
     /// stable. A full read: filters other than the indexed ones run on this.
@@ -116,7 +150,17 @@ pub trait DirectoryStore: Send + Sync {
     /// Creates a group with `group.members` (each id must be a live user or
     /// another group of the tenant). `Conflict` if the displayName (ignoring
     /// case) or externalId is taken.
-    async fn create_group(&self, tenant: &str, group: Group) -> DirectoryResult<Group>;
+    async fn create_group(&self, tenant: &str, group: Group) -> DirectoryResult<Group> {
+        self.create_group_emit(tenant, group, Emit::none()).await
+    }
+
+    /// `create_group`, appending `emit`'s events to the outbox in the same write.
+    async fn create_group_emit(
+        &self,
+        tenant: &str,
+        group: Group,
+        emit: Emit,
+    ) -> DirectoryResult<Group>;
 
     async fn get_group(&self, tenant: &str, id: &str) -> DirectoryResult<Option<Group>>;
 
@@ -141,11 +185,28 @@ pub trait DirectoryStore: Send + Sync {
         tenant: &str,
         group: Group,
         expected_version: Option<u64>,
+    ) -> DirectoryResult<Group> {
+        self.replace_group_emit(tenant, group, expected_version, Emit::none())
+            .await
+    }
+
+    /// `replace_group`, appending `emit`'s events to the outbox in the same write.
+    async fn replace_group_emit(
+        &self,
+        tenant: &str,
+        group: Group,
+        expected_version: Option<u64>,
+        emit: Emit,
     ) -> DirectoryResult<Group>;
 
     /// Removes the group, its index entries, its members' reverse entries,
     /// and its own membership in other groups.
-    async fn delete_group(&self, tenant: &str, id: &str) -> DirectoryResult<()>;
+    async fn delete_group(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+        self.delete_group_emit(tenant, id, Emit::none()).await
+    }
+
+    /// `delete_group`, appending `emit`'s events to the outbox in the same write.
+    async fn delete_group_emit(&self, tenant: &str, id: &str, emit: Emit) -> DirectoryResult<()>;
 
     /// Adds members by id. Idempotent: an id already in the group is left
     /// alone (IdPs repeat adds). If any id is not a live user or another
@@ -156,6 +217,18 @@ pub trait DirectoryStore: Send + Sync {
         tenant: &str,
         group_id: &str,
         member_ids: &[String],
+    ) -> DirectoryResult<MembershipChange> {
+        self.add_members_emit(tenant, group_id, member_ids, Emit::none())
+            .await
+    }
+
+    /// `add_members`, appending `emit`'s events to the outbox in the same write.
+    async fn add_members_emit(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        member_ids: &[String],
+        emit: Emit,
     ) -> DirectoryResult<MembershipChange>;
 
     /// Removes members by id; removing an absent member succeeds.
@@ -164,6 +237,18 @@ pub trait DirectoryStore: Send + Sync {
         tenant: &str,
         group_id: &str,
         member_ids: &[String],
+    ) -> DirectoryResult<MembershipChange> {
+        self.remove_members_emit(tenant, group_id, member_ids, Emit::none())
+            .await
+    }
+
+    /// `remove_members`, appending `emit`'s events to the outbox in the same write.
+    async fn remove_members_emit(
+        &self,
+        tenant: &str,
+        group_id: &str,
+        member_ids: &[String],
+        emit: Emit,
     ) -> DirectoryResult<MembershipChange>;
 
     /// Every group of the tenant with its members, ordered by (created, id).

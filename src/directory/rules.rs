@@ -24,6 +24,17 @@ pub fn fold(s: &str) -> String {
 
 /// A new resource id: 122 random bits in UUID v4 form, because SCIM clients
 /// store and echo ids and some expect that shape.
+/// True for the shape `new_id` produces (lowercase UUID v4).
+pub fn is_generated_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        })
+        && b[14] == b'4'
+}
+
 pub fn new_id() -> String {
     let mut b = crate::secret::random_bytes::<16>();
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -131,7 +142,11 @@ fn validate_user(user: &mut User) -> DirectoryResult<()> {
 pub fn new_user(tenant: &str, mut user: User, now: u64) -> DirectoryResult<User> {
     check_tenant(tenant)?;
     validate_user(&mut user)?;
-    user.id = new_id();
+    // A caller may reserve the id beforehand (a sync webhook saw it first);
+    // anything that is not one of our ids is replaced.
+    if !is_generated_id(&user.id) {
+        user.id = new_id();
+    }
     user.tenant = tenant.to_string();
     user.deleted = false;
     user.meta = Meta {
@@ -214,7 +229,9 @@ pub fn validate_group(tenant: &str, group: &mut Group) -> DirectoryResult<()> {
 /// A group ready to be created (members still unresolved).
 pub fn new_group(tenant: &str, mut group: Group, now: u64) -> DirectoryResult<Group> {
     validate_group(tenant, &mut group)?;
-    group.id = new_id();
+    if !is_generated_id(&group.id) {
+        group.id = new_id();
+    }
     group.meta = Meta {
         created_ms: now,
         last_modified_ms: now,

@@ -6,6 +6,10 @@
 //! - `DELETE /admin/sessions/{key}`        revoke one session by its key
 //! - `POST   /admin/sessions`              mint a session for a principal
 //!   (only with `allow_impersonation = true`; logged at warn)
+//! - `GET    /admin/webhooks`               outbox status per target
+//! - `GET    /admin/webhooks/dead-letters[?target=]`
+//! - `POST   /admin/webhooks/replay`        `{"target"?, "ids"?, "since_ms"?}`
+//! - `POST   /admin/webhooks/backfill`      `{"target"}`
 //!
 //! Routing and handling are pure (`route`); the pingora `ServeHttp` impl
 //! only reads the request and writes the response.
@@ -199,7 +203,86 @@ async fn admin_api(
                 Err(e) => store_error(e),
             }
         }
+        (m, ["webhooks", rest @ ..]) => webhooks_api(app, m, rest, query, body).await,
         _ => LocalResponse::json(404, &json!({"error": "not_found"})),
+    }
+}
+
+/// `/admin/webhooks/...`; 404 when no target is configured.
+async fn webhooks_api(
+    app: &App,
+    method: &Method,
+    rest: &[&str],
+    query: Option<&str>,
+    body: &[u8],
+) -> LocalResponse {
+    use crate::webhook::ops;
+    let Some(hooks) = app.webhooks.as_deref() else {
+        return LocalResponse::json(
+            404,
+            &json!({"error": "no [[webhook]] target is configured"}),
+        );
+    };
+    let store = app.store.as_ref();
+    let param = |k: &str| {
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let args: serde_json::Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return LocalResponse::json(
+                    400,
+                    &json!({"error": format!("body is not JSON: {e}")}),
+                )
+            }
+        }
+    };
+    let result = match (method, rest) {
+        (&Method::GET, []) => ops::status(hooks, store).await,
+        (&Method::GET, ["dead-letters"]) => {
+            ops::dead_letters(hooks, store, param("target").as_deref()).await
+        }
+        (&Method::POST, ["replay"]) => {
+            let ids: Vec<String> = args["ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ops::replay(
+                hooks,
+                store,
+                args["target"].as_str(),
+                &ids,
+                args["since_ms"].as_u64(),
+            )
+            .await
+            .map(|n| json!({"replayed": n}))
+        }
+        (&Method::POST, ["backfill"]) => match args["target"].as_str() {
+            Some(t) => ops::backfill(&app.cfg, hooks, store, t)
+                .await
+                .map(|n| json!({"queued": n})),
+            None => return LocalResponse::json(400, &json!({"error": "target is required"})),
+        },
+        _ => return LocalResponse::json(404, &json!({"error": "not_found"})),
+    };
+    match result {
+        Ok(v) => LocalResponse::json(200, &v),
+        Err(e @ ops::OpsError::UnknownTarget(_)) => {
+            LocalResponse::json(404, &json!({"error": e.to_string()}))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "webhook admin action failed");
+            LocalResponse::json(503, &json!({"error": e.to_string()}))
+        }
     }
 }
 

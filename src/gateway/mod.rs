@@ -120,6 +120,9 @@ pub struct App {
     /// `[saml] mode = "optional"`: no session still reaches the app, without identity.
     pub sso_optional: bool,
     pub scim: Option<crate::scim::server::Scim>,
+    /// Provisioning webhook targets; `None` when none is configured (then
+    /// directory writes append nothing to the outbox).
+    pub webhooks: Option<Arc<crate::webhook::Webhooks>>,
 }
 
 impl App {
@@ -199,7 +202,10 @@ impl App {
             .token_hash
             .as_deref()
             .and_then(|h| crate::secret::TokenHash::parse(h).ok());
+        let webhooks = crate::webhook::Webhooks::from_config(&cfg)
+            .map_err(|m| StartError::Saml("webhook".into(), m))?;
         Ok(Arc::new(Self {
+            webhooks,
             upstream: Upstream::from_config(&cfg),
             prefix: cfg.server.reserved_prefix.clone(),
             cfg: Arc::new(cfg),
@@ -263,6 +269,10 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     let app = state_rt.block_on(App::build(cfg))?;
     crate::telemetry::register_metrics();
     spawn_maintenance(&state_rt, app.clone());
+    if let Some(hooks) = app.webhooks.clone() {
+        let store = app.store.clone();
+        state_rt.spawn(async move { crate::webhook::deliver::spawn_workers(hooks, store) });
+    }
 
     let cfg = app.cfg.clone();
     let rt_dir = runtime_dir(&cfg);

@@ -527,6 +527,7 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                 || (login.email.is_some() && u.primary_email() != login.email.as_deref())
                 || u.idp.is_none();
             if idp.jit.update_on_login && stale {
+                let before = u.clone();
                 let version = u.meta.version;
                 u.name.given_name = wanted_name.given_name.clone();
                 u.name.family_name = wanted_name.family_name.clone();
@@ -545,7 +546,11 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                 }
                 u.idp.get_or_insert_with(|| idp.id.clone());
                 u.name_id.get_or_insert_with(|| login.name_id.clone());
-                match dir.replace_user(&tenant, u.clone(), Some(version)).await {
+                let emit = jit_outbox(app, Some(&before), &u, &idp.id);
+                match dir
+                    .replace_user_emit(&tenant, u.clone(), Some(version), emit)
+                    .await
+                {
                     Ok(updated) => updated,
                     // Changed concurrently (e.g. by SCIM): sign in with what is stored.
                     Err(DirectoryError::VersionMismatch { .. }) => u,
@@ -574,7 +579,16 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                 name_id: Some(login.name_id.clone()),
                 ..User::new(user_name.clone())
             };
-            match dir.create_user(&tenant, new).await {
+            let emit = jit_outbox(
+                app,
+                None,
+                &crate::directory::User {
+                    tenant: tenant.clone(),
+                    ..new.clone()
+                },
+                &idp.id,
+            );
+            match dir.create_user_emit(&tenant, new, emit).await {
                 Ok(u) => {
                     tracing::info!(idp = %idp.id, %tenant, user = %u.id, user_name = %u.user_name, "JIT-provisioned user");
                     u
@@ -817,4 +831,20 @@ pub fn metadata(app: &App) -> LocalResponse {
         ),
         None => LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"})),
     }
+}
+
+/// Outbox entries for a JIT write (never waits for sync targets: a sign-in
+/// is not held hostage by the app's webhook endpoint).
+fn jit_outbox(
+    app: &App,
+    before: Option<&crate::directory::User>,
+    after: &crate::directory::User,
+    idp: &str,
+) -> crate::webhook::outbox::Emit {
+    let Some(hooks) = &app.webhooks else {
+        return crate::webhook::outbox::Emit::none();
+    };
+    let events =
+        crate::webhook::user_event(before, after, crate::webhook::event::Source::SamlJit, idp);
+    hooks.plan(events.into_iter().collect())
 }

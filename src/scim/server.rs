@@ -17,9 +17,12 @@ use super::resource::{self, group_from_json, group_to_json, user_from_json, user
 use super::schemas;
 use super::ScimError;
 use crate::config::ScimConfig;
-use crate::directory::{DirectoryError, Group, ProvisionedVia, User};
+use crate::directory::{rules, DirectoryError, Group, Member, ProvisionedVia, User};
 use crate::gateway::local::{LocalRequest, LocalResponse};
 use crate::gateway::App;
+use crate::session::now_ms;
+use crate::webhook::event::{EventType, Source};
+use crate::webhook::outbox::{Emit, OutboxEvent};
 
 /// The compiled `[scim]` section.
 pub struct Scim {
@@ -450,6 +453,31 @@ impl Ctx<'_> {
         &self.client.cfg.tenant
     }
 
+    /// A webhook event of this client's tenant, made by this client.
+    fn event(&self, kind: EventType) -> OutboxEvent {
+        OutboxEvent::new(kind, self.tenant(), Source::Scim, &self.client.cfg.name)
+    }
+
+    /// Asks sync webhook targets about the change (a refusal becomes this
+    /// request's error and nothing is written) and returns the outbox
+    /// entries the write must append.
+    async fn outbox(&self, events: Vec<OutboxEvent>) -> Result<Emit, ScimError> {
+        let Some(hooks) = &self.app.webhooks else {
+            return Ok(Emit::none());
+        };
+        hooks.prepare(events).await.map_err(|r| {
+            tracing::warn!(client = %self.client.cfg.name, target = %r.target, reason = %r.reason, "a sync webhook target refused a SCIM change; nothing was written");
+            let status = match r.status {
+                Some(s @ (400 | 403 | 404 | 409 | 412 | 422)) => s,
+                Some(400..=499) => 400,
+                _ if r.timed_out => 504,
+                _ => 502,
+            };
+            let status = if status == 422 { 400 } else { status };
+            ScimError::new(status, None, r.to_string())
+        })
+    }
+
     async fn user_json(&self, u: &User) -> Result<Value, ScimError> {
         let groups = self
             .app
@@ -617,8 +645,18 @@ impl Ctx<'_> {
             }
             // A user created by SAML JIT in this tenant: SCIM adopts it.
             let adopted = self.merge(&existing, u, true);
+            let after = rules::replacement_user(
+                &existing,
+                adopted.clone(),
+                Some(existing.meta.version),
+                now_ms(),
+            )
+            .map_err(dir_error)?;
+            let events =
+                crate::webhook::user_event(Some(&existing), &after, Source::Scim, &cfg.name);
+            let emit = self.outbox(events.into_iter().collect()).await?;
             let saved = dir
-                .replace_user(self.tenant(), adopted, Some(existing.meta.version))
+                .replace_user_emit(self.tenant(), adopted, Some(existing.meta.version), emit)
                 .await
                 .map_err(dir_error)?;
             tracing::info!(client = %cfg.name, user = %saved.id, "SCIM adopted a SAML JIT user");
@@ -639,7 +677,16 @@ impl Ctx<'_> {
         if cfg.auto_activate {
             u.active = true;
         }
-        let saved = dir.create_user(self.tenant(), u).await.map_err(dir_error)?;
+        // The id is fixed now so a sync webhook target sees the final one.
+        u.id = rules::new_id();
+        let after = rules::new_user(self.tenant(), u.clone(), now_ms()).map_err(dir_error)?;
+        let emit = self
+            .outbox(vec![self.event(EventType::UserCreated).with_user(&after)])
+            .await?;
+        let saved = dir
+            .create_user_emit(self.tenant(), u, emit)
+            .await
+            .map_err(dir_error)?;
         tracing::info!(client = %cfg.name, user = %saved.id, user_name = %saved.user_name, "SCIM created user");
         let v = self.user_json(&saved).await?;
         Ok(self.resource_response(
@@ -691,18 +738,21 @@ impl Ctx<'_> {
     ) -> Result<LocalResponse, ScimError> {
         let next = self.merge(&current, incoming, false);
         let deactivated = current.active && !next.active;
+        let version = Some(expected.unwrap_or(current.meta.version));
+        let after = rules::replacement_user(&current, next.clone(), version, now_ms())
+            .map_err(dir_error)?;
+        let events =
+            crate::webhook::user_event(Some(&current), &after, Source::Scim, &self.client.cfg.name);
+        let emit = self.outbox(events.into_iter().collect()).await?;
         let saved = self
             .app
             .store
-            .replace_user(
-                self.tenant(),
-                next,
-                Some(expected.unwrap_or(current.meta.version)),
-            )
+            .replace_user_emit(self.tenant(), next, version, emit)
             .await
             .map_err(dir_error)?;
         if deactivated {
-            self.revoke(&saved.id, "deactivated").await;
+            self.revoke(&saved.id, &saved.user_name, "deactivated")
+                .await;
         } else {
             self.refresh(std::slice::from_ref(&saved.id)).await;
         }
@@ -726,10 +776,23 @@ impl Ctx<'_> {
         }
     }
 
-    async fn revoke(&self, user_id: &str, why: &str) {
+    async fn revoke(&self, user_id: &str, user_name: &str, why: &str) {
         match self.app.sessions.revoke_user(user_id).await {
             Ok(n) => {
-                tracing::info!(client = %self.client.cfg.name, user = %user_id, revoked = n, why, "SCIM ended the user's sessions")
+                tracing::info!(client = %self.client.cfg.name, user = %user_id, revoked = n, why, "SCIM ended the user's sessions");
+                if let (Some(hooks), true) = (&self.app.webhooks, n > 0) {
+                    let revoked = crate::webhook::ops::Revoked {
+                        tenant: self.tenant(),
+                        user_id,
+                        user_name: Some(user_name),
+                        sessions: n,
+                        reason: why,
+                        actor: &self.client.cfg.name,
+                        source: Source::Scim,
+                    };
+                    crate::webhook::ops::session_revoked(hooks, self.app.store.as_ref(), revoked)
+                        .await;
+                }
             }
             Err(e) => {
                 tracing::error!(user = %user_id, error = %e, "could not revoke sessions of a deprovisioned user")
@@ -765,18 +828,27 @@ impl Ctx<'_> {
     async fn delete_user(&self, id: &str) -> Result<LocalResponse, ScimError> {
         let current = self.live_user(id).await?;
         let dir = &self.app.store;
+        let gone = User {
+            deleted: true,
+            active: false,
+            ..current.clone()
+        };
+        let emit = self
+            .outbox(vec![self.event(EventType::UserDeleted).with_user(&gone)])
+            .await?;
         if self.client.cfg.allow_deletion {
-            dir.delete_user(self.tenant(), &current.id)
+            dir.delete_user_emit(self.tenant(), &current.id, emit)
                 .await
                 .map_err(dir_error)?;
             tracing::info!(client = %self.client.cfg.name, user = %current.id, "SCIM deleted user");
         } else {
-            dir.tombstone_user(self.tenant(), &current.id)
+            dir.tombstone_user_emit(self.tenant(), &current.id, emit)
                 .await
                 .map_err(dir_error)?;
             tracing::info!(client = %self.client.cfg.name, user = %current.id, "SCIM delete kept as a deactivated tombstone (allow_deletion = false)");
         }
-        self.revoke(&current.id, "deleted").await;
+        self.revoke(&current.id, &current.user_name, "deleted")
+            .await;
         if let Err(e) = crate::gateway::identity_sync::mark_deprovisioned(
             self.app,
             self.tenant(),
@@ -804,8 +876,10 @@ impl Ctx<'_> {
         Ok(self.resource_response(200, &v, g.meta.version, None))
     }
 
-    /// Checks every member id names a live user or group of the tenant.
-    async fn check_members(&self, ids: &[String]) -> Result<(), ScimError> {
+    /// Checks every member id names a live user or group of the tenant, and
+    /// returns them as member entries.
+    async fn check_members(&self, ids: &[String]) -> Result<Vec<Member>, ScimError> {
+        let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let user = self
                 .app
@@ -813,37 +887,45 @@ impl Ctx<'_> {
                 .get_user(self.tenant(), id)
                 .await
                 .map_err(dir_error)?;
-            let ok = match user {
-                Some(u) => !u.deleted,
+            let member = match user {
+                Some(u) if !u.deleted => Some(Member::user(&u)),
+                Some(_) => None,
                 None => self
                     .app
                     .store
                     .get_group(self.tenant(), id)
                     .await
                     .map_err(dir_error)?
-                    .is_some(),
+                    .map(|g| Member::group(&g)),
             };
-            if !ok {
-                return Err(ScimError::invalid_value(format!(
-                    "member {id} is not a user or group of this tenant"
-                )));
+            match member {
+                Some(m) => out.push(m),
+                None => {
+                    return Err(ScimError::invalid_value(format!(
+                        "member {id} is not a user or group of this tenant"
+                    )))
+                }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     async fn create_group(&self, body: &Value) -> Result<LocalResponse, ScimError> {
-        let (group, members) = group_from_json(body)?;
-        self.check_members(&members).await?;
+        let (mut group, members) = group_from_json(body)?;
+        group.members = self.check_members(&members).await?;
+        group.id = rules::new_id();
         let dir = &self.app.store;
+        let mut after =
+            rules::new_group(self.tenant(), group.clone(), now_ms()).map_err(dir_error)?;
+        after.members.sort_by(|a, b| a.value.cmp(&b.value));
+        let emit = self
+            .outbox(vec![self.event(EventType::GroupCreated).with_group(&after)])
+            .await?;
         let saved = dir
-            .create_group(self.tenant(), group)
+            .create_group_emit(self.tenant(), group, emit)
             .await
             .map_err(dir_error)?;
         if !members.is_empty() {
-            dir.add_members(self.tenant(), &saved.id, &members)
-                .await
-                .map_err(dir_error)?;
             self.refresh(&members).await;
         }
         let g = self.live_group(&saved.id).await?;
@@ -874,15 +956,69 @@ impl Ctx<'_> {
         if renamed {
             affected.extend(current.members.iter().map(|m| m.value.clone()));
         }
-        if renamed || external_id != current.external_id {
-            let renamed = Group {
-                display_name,
-                external_id,
-                ..current.clone()
-            };
-            dir.replace_group(t, renamed, Some(expected.unwrap_or(current.meta.version)))
-                .await
-                .map_err(dir_error)?;
+        let retitled = renamed || external_id != current.external_id;
+        let replacement = Group {
+            display_name,
+            external_id,
+            ..current.clone()
+        };
+        // Every event of this request, predicted, so a sync target sees them
+        // all before anything is written; the store re-derives what it writes.
+        let mut planned = Vec::new();
+        if retitled {
+            let mut after = replacement.clone();
+            after.meta = rules::next_meta(&current.meta, now_ms());
+            planned.push(self.event(EventType::GroupUpdated).with_group(&after));
+        }
+        let have: std::collections::HashSet<&str> =
+            current.members.iter().map(|m| m.value.as_str()).collect();
+        let bare = Group {
+            members: Vec::new(),
+            ..replacement.clone()
+        };
+        let added: Vec<String> = add
+            .iter()
+            .filter(|a| !have.contains(a.as_str()))
+            .cloned()
+            .collect();
+        if !added.is_empty() {
+            let mut e = self.event(EventType::GroupMembersAdded).with_group(&bare);
+            e.members = added;
+            planned.push(e);
+        }
+        let removed: Vec<String> = remove
+            .iter()
+            .filter(|r| have.contains(r.as_str()))
+            .cloned()
+            .collect();
+        if !removed.is_empty() {
+            let mut e = self.event(EventType::GroupMembersRemoved).with_group(&bare);
+            e.members = removed;
+            planned.push(e);
+        }
+        let mut emit = self.outbox(planned).await?;
+        let mut take = |kind: EventType| Emit {
+            events: {
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    emit.events.drain(..).partition(|p| p.event.kind == kind);
+                emit.events = rest;
+                mine
+            },
+        };
+        let (on_update, on_add, on_remove) = (
+            take(EventType::GroupUpdated),
+            take(EventType::GroupMembersAdded),
+            take(EventType::GroupMembersRemoved),
+        );
+        if retitled {
+            dir.replace_group_emit(
+                t,
+                replacement,
+                Some(expected.unwrap_or(current.meta.version)),
+                on_update,
+            )
+            .await
+            .map_err(dir_error)?;
         } else if let Some(v) = expected {
             if v != current.meta.version {
                 return Err(dir_error(DirectoryError::VersionMismatch {
@@ -892,12 +1028,12 @@ impl Ctx<'_> {
             }
         }
         if !add.is_empty() {
-            dir.add_members(t, &current.id, &add)
+            dir.add_members_emit(t, &current.id, &add, on_add)
                 .await
                 .map_err(dir_error)?;
         }
         if !remove.is_empty() {
-            dir.remove_members(t, &current.id, &remove)
+            dir.remove_members_emit(t, &current.id, &remove, on_remove)
                 .await
                 .map_err(dir_error)?;
         }
@@ -962,9 +1098,14 @@ impl Ctx<'_> {
 
     async fn delete_group(&self, id: &str) -> Result<LocalResponse, ScimError> {
         let current = self.live_group(id).await?;
+        let emit = self
+            .outbox(vec![self
+                .event(EventType::GroupDeleted)
+                .with_group(&current)])
+            .await?;
         self.app
             .store
-            .delete_group(self.tenant(), &current.id)
+            .delete_group_emit(self.tenant(), &current.id, emit)
             .await
             .map_err(dir_error)?;
         let members: Vec<String> = current.members.iter().map(|m| m.value.clone()).collect();

@@ -20,8 +20,10 @@ const USER_SESSIONS: MultimapTableDefinition<&str, &str> =
 /// File name of the database inside `[store] path`.
 pub const FILE_NAME: &str = "portcullis.redb";
 
+#[derive(Clone)]
 pub struct EmbeddedStore {
     pub(super) db: Arc<Database>,
+    pub(super) outbox: Arc<super::embedded_outbox::OutboxRuntime>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -44,9 +46,13 @@ impl EmbeddedStore {
             txn.open_table(super::scim_log::SCIM_LOG_TABLE)
                 .map_err(err)?;
             super::embedded_directory::create_tables(&txn)?;
+            super::embedded_outbox::create_tables(&txn)?;
         }
         txn.commit().map_err(err)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            outbox: Arc::default(),
+        })
     }
 
     /// Runs `f` on the blocking pool with the database.

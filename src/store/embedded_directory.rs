@@ -34,6 +34,7 @@ use crate::directory::{
     User,
 };
 use crate::session::now_ms;
+use crate::webhook::outbox::Emit;
 
 type Pair = (&'static str, &'static str);
 type Triple = (&'static str, &'static str, &'static str);
@@ -371,18 +372,38 @@ impl<'txn> Tables<'txn> {
     }
 }
 
-/// Runs `f` in one write transaction; commits only if it succeeds.
+/// Runs `f` in one write transaction with the outbox events it fills in;
+/// the change and its events commit together, or neither does.
 fn write<T>(
     db: &Database,
-    f: impl FnOnce(&mut Tables<'_>) -> DirectoryResult<T>,
+    mut emit: Emit,
+    f: impl FnOnce(&mut Tables<'_>, &mut Emit) -> DirectoryResult<T>,
 ) -> DirectoryResult<T> {
     let txn = db.begin_write().map_err(err)?;
     let out = {
         let mut tables = Tables::open(&txn)?;
-        f(&mut tables)?
+        f(&mut tables, &mut emit)?
     };
+    super::embedded_outbox::append(&txn, &emit)?;
     txn.commit().map_err(err)?;
     Ok(out)
+}
+
+impl EmbeddedStore {
+    /// Runs a directory write with its outbox events and wakes the delivery
+    /// workers when there were any.
+    async fn write_op<T, F>(&self, emit: Emit, f: F) -> DirectoryResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tables<'_>, &mut Emit) -> DirectoryResult<T> + Send + 'static,
+    {
+        let wake = !emit.is_empty();
+        let out = run(self, move |db| write(db, emit, f)).await?;
+        if wake {
+            self.outbox_appended();
+        }
+        Ok(out)
+    }
 }
 
 fn read_user(db: &Database, t: &str, id: &str) -> DirectoryResult<Option<User>> {
@@ -434,21 +455,25 @@ fn group_via(
 
 #[async_trait]
 impl DirectoryStore for EmbeddedStore {
-    async fn create_user(&self, tenant: &str, user: User) -> DirectoryResult<User> {
+    async fn create_user_emit(
+        &self,
+        tenant: &str,
+        user: User,
+        emit: Emit,
+    ) -> DirectoryResult<User> {
         let mut user = rules::new_user(tenant, user, now_ms())?;
-        run(self, move |db| {
-            write(db, |w| {
-                // A fresh id that exists already (122 random bits: never, in practice).
-                while w.user(&user.tenant, &user.id)?.is_some() {
-                    user.id = rules::new_id();
-                }
-                let t = user.tenant.as_str();
-                let keys = UserKeys::of(&user);
-                w.check_user_keys(t, &user.id, &keys)?;
-                w.index_user(t, &user.id, &keys)?;
-                w.put_user(t, &user)?;
-                Ok(user)
-            })
+        self.write_op(emit, move |w, emit| {
+            // A fresh id that exists already (122 random bits: never, in practice).
+            while w.user(&user.tenant, &user.id)?.is_some() {
+                user.id = rules::new_id();
+            }
+            let t = user.tenant.as_str();
+            let keys = UserKeys::of(&user);
+            w.check_user_keys(t, &user.id, &keys)?;
+            w.index_user(t, &user.id, &keys)?;
+            w.put_user(t, &user)?;
+            emit.fill_user(&user);
+            Ok(user)
         })
         .await
     }
@@ -497,62 +522,69 @@ impl DirectoryStore for EmbeddedStore {
         .await
     }
 
-    async fn replace_user(
+    async fn replace_user_emit(
         &self,
         tenant: &str,
         user: User,
         expected_version: Option<u64>,
+        emit: Emit,
     ) -> DirectoryResult<User> {
         let t = tenant.to_string();
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let current = w
-                    .user(&t, &user.id)?
-                    .ok_or(DirectoryError::NotFound { what: "user" })?;
-                let user = rules::replacement_user(&current, user, expected_version, now)?;
-                let (old, new) = (UserKeys::of(&current), UserKeys::of(&user));
-                w.check_user_keys(&t, &user.id, &new)?;
-                w.unindex_user(&t, &user.id, &old)?;
-                w.index_user(&t, &user.id, &new)?;
-                w.put_user(&t, &user)?;
-                Ok(user)
-            })
+        self.write_op(emit, move |w, emit| {
+            let current = w
+                .user(&t, &user.id)?
+                .ok_or(DirectoryError::NotFound { what: "user" })?;
+            let user = rules::replacement_user(&current, user, expected_version, now)?;
+            let (old, new) = (UserKeys::of(&current), UserKeys::of(&user));
+            w.check_user_keys(&t, &user.id, &new)?;
+            w.unindex_user(&t, &user.id, &old)?;
+            w.index_user(&t, &user.id, &new)?;
+            w.put_user(&t, &user)?;
+            emit.fill_user(&user);
+            Ok(user)
         })
         .await
     }
 
-    async fn delete_user(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+    async fn delete_user_emit(&self, tenant: &str, id: &str, emit: Emit) -> DirectoryResult<()> {
         let (t, id) = (tenant.to_string(), id.to_string());
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let current = w
-                    .user(&t, &id)?
-                    .ok_or(DirectoryError::NotFound { what: "user" })?;
-                w.unindex_user(&t, &id, &UserKeys::of(&current))?;
-                w.users.remove((t.as_str(), id.as_str())).map_err(err)?;
-                w.leave_all_groups(&t, &id, now)?;
-                Ok(())
-            })
+        self.write_op(emit, move |w, emit| {
+            let current = w
+                .user(&t, &id)?
+                .ok_or(DirectoryError::NotFound { what: "user" })?;
+            w.unindex_user(&t, &id, &UserKeys::of(&current))?;
+            w.users.remove((t.as_str(), id.as_str())).map_err(err)?;
+            w.leave_all_groups(&t, &id, now)?;
+            emit.fill_user(&User {
+                deleted: true,
+                active: false,
+                ..current
+            });
+            Ok(())
         })
         .await
     }
 
-    async fn tombstone_user(&self, tenant: &str, id: &str) -> DirectoryResult<User> {
+    async fn tombstone_user_emit(
+        &self,
+        tenant: &str,
+        id: &str,
+        emit: Emit,
+    ) -> DirectoryResult<User> {
         let (t, id) = (tenant.to_string(), id.to_string());
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let current = w
-                    .user(&t, &id)?
-                    .ok_or(DirectoryError::NotFound { what: "user" })?;
-                let user = rules::tombstone(&current, now)?;
-                w.unindex_user(&t, &id, &UserKeys::of(&current))?;
-                w.put_user(&t, &user)?;
-                w.leave_all_groups(&t, &id, now)?;
-                Ok(user)
-            })
+        self.write_op(emit, move |w, emit| {
+            let current = w
+                .user(&t, &id)?
+                .ok_or(DirectoryError::NotFound { what: "user" })?;
+            let user = rules::tombstone(&current, now)?;
+            w.unindex_user(&t, &id, &UserKeys::of(&current))?;
+            w.put_user(&t, &user)?;
+            w.leave_all_groups(&t, &id, now)?;
+            emit.fill_user(&user);
+            Ok(user)
         })
         .await
     }
@@ -579,28 +611,32 @@ impl DirectoryStore for EmbeddedStore {
         .await
     }
 
-    async fn create_group(&self, tenant: &str, group: Group) -> DirectoryResult<Group> {
+    async fn create_group_emit(
+        &self,
+        tenant: &str,
+        group: Group,
+        emit: Emit,
+    ) -> DirectoryResult<Group> {
         let mut group = rules::new_group(tenant, group, now_ms())?;
         let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
-        run(self, move |db| {
-            write(db, |w| {
-                let t = group.tenant.clone();
-                // As for users; a new random id cannot be among the members.
-                while w.group(&t, &group.id)?.is_some() {
-                    group.id = rules::new_id();
-                }
-                let keys = GroupKeys::of(&group);
-                w.check_group_keys(&t, &group.id, &keys)?;
-                let mut members = w.resolve_members(&t, &ids)?;
-                w.index_group(&t, &group.id, &keys)?;
-                w.put_group(&t, &group)?;
-                for m in &members {
-                    w.put_member(&t, &group.id, m)?;
-                }
-                members.sort_by(|a, b| a.value.cmp(&b.value));
-                group.members = members;
-                Ok(group)
-            })
+        self.write_op(emit, move |w, emit| {
+            let t = group.tenant.clone();
+            // As for users; a new random id cannot be among the members.
+            while w.group(&t, &group.id)?.is_some() {
+                group.id = rules::new_id();
+            }
+            let keys = GroupKeys::of(&group);
+            w.check_group_keys(&t, &group.id, &keys)?;
+            let mut members = w.resolve_members(&t, &ids)?;
+            w.index_group(&t, &group.id, &keys)?;
+            w.put_group(&t, &group)?;
+            for m in &members {
+                w.put_member(&t, &group.id, m)?;
+            }
+            members.sort_by(|a, b| a.value.cmp(&b.value));
+            group.members = members;
+            emit.fill_group(&group);
+            Ok(group)
         })
         .await
     }
@@ -628,126 +664,127 @@ impl DirectoryStore for EmbeddedStore {
         run(self, move |db| group_via(db, GROUP_EXTERNAL_IDS, &t, &key)).await
     }
 
-    async fn replace_group(
+    async fn replace_group_emit(
         &self,
         tenant: &str,
         mut group: Group,
         expected_version: Option<u64>,
+        emit: Emit,
     ) -> DirectoryResult<Group> {
         rules::validate_group(tenant, &mut group)?;
         let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let t = group.tenant.clone();
-                let current = w
-                    .group(&t, &group.id)?
-                    .ok_or(DirectoryError::NotFound { what: "group" })?;
-                rules::check_version(current.meta.version, expected_version)?;
-                let (old, new) = (GroupKeys::of(&current), GroupKeys::of(&group));
-                w.check_group_keys(&t, &group.id, &new)?;
-                let mut members = w.resolve_members(&t, &ids)?;
-                w.unindex_group(&t, &group.id, &old)?;
-                w.index_group(&t, &group.id, &new)?;
-                let keep: std::collections::HashSet<&str> =
-                    ids.iter().map(String::as_str).collect();
-                for old_id in w.member_ids(&t, &group.id)? {
-                    if !keep.contains(old_id.as_str()) {
-                        w.remove_member(&t, &group.id, &old_id)?;
-                    }
+        self.write_op(emit, move |w, emit| {
+            let t = group.tenant.clone();
+            let current = w
+                .group(&t, &group.id)?
+                .ok_or(DirectoryError::NotFound { what: "group" })?;
+            rules::check_version(current.meta.version, expected_version)?;
+            let (old, new) = (GroupKeys::of(&current), GroupKeys::of(&group));
+            w.check_group_keys(&t, &group.id, &new)?;
+            let mut members = w.resolve_members(&t, &ids)?;
+            w.unindex_group(&t, &group.id, &old)?;
+            w.index_group(&t, &group.id, &new)?;
+            let keep: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            for old_id in w.member_ids(&t, &group.id)? {
+                if !keep.contains(old_id.as_str()) {
+                    w.remove_member(&t, &group.id, &old_id)?;
                 }
-                for m in &members {
-                    w.put_member(&t, &group.id, m)?;
-                }
-                group.meta = rules::next_meta(&current.meta, now);
-                w.put_group(&t, &group)?;
-                members.sort_by(|a, b| a.value.cmp(&b.value));
-                group.members = members;
-                Ok(group)
-            })
+            }
+            for m in &members {
+                w.put_member(&t, &group.id, m)?;
+            }
+            group.meta = rules::next_meta(&current.meta, now);
+            w.put_group(&t, &group)?;
+            members.sort_by(|a, b| a.value.cmp(&b.value));
+            group.members = members;
+            emit.fill_group(&group);
+            Ok(group)
         })
         .await
     }
 
-    async fn delete_group(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+    async fn delete_group_emit(&self, tenant: &str, id: &str, emit: Emit) -> DirectoryResult<()> {
         let (t, id) = (tenant.to_string(), id.to_string());
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let current = w
-                    .group(&t, &id)?
-                    .ok_or(DirectoryError::NotFound { what: "group" })?;
-                w.unindex_group(&t, &id, &GroupKeys::of(&current))?;
-                for m in w.member_ids(&t, &id)? {
-                    w.remove_member(&t, &id, &m)?;
-                }
-                w.groups.remove((t.as_str(), id.as_str())).map_err(err)?;
-                w.leave_all_groups(&t, &id, now)?;
-                Ok(())
-            })
+        self.write_op(emit, move |w, emit| {
+            let mut current = w
+                .group(&t, &id)?
+                .ok_or(DirectoryError::NotFound { what: "group" })?;
+            current.members = load_members(&w.members, &t, &id)?;
+            emit.fill_group(&current);
+            w.unindex_group(&t, &id, &GroupKeys::of(&current))?;
+            for m in w.member_ids(&t, &id)? {
+                w.remove_member(&t, &id, &m)?;
+            }
+            w.groups.remove((t.as_str(), id.as_str())).map_err(err)?;
+            w.leave_all_groups(&t, &id, now)?;
+            Ok(())
         })
         .await
     }
 
-    async fn add_members(
+    async fn add_members_emit(
         &self,
         tenant: &str,
         group_id: &str,
         member_ids: &[String],
+        emit: Emit,
     ) -> DirectoryResult<MembershipChange> {
         let ids = rules::member_ids(group_id, member_ids.iter().map(String::as_str))?;
         let (t, gid) = (tenant.to_string(), group_id.to_string());
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let current = w
-                    .group(&t, &gid)?
-                    .ok_or(DirectoryError::NotFound { what: "group" })?;
-                let members = w.resolve_members(&t, &ids)?;
-                let mut changed = Vec::new();
-                for m in &members {
-                    if w.add_member(&t, &gid, m)? {
-                        changed.push(m.value.clone());
-                    }
+        self.write_op(emit, move |w, emit| {
+            let mut current = w
+                .group(&t, &gid)?
+                .ok_or(DirectoryError::NotFound { what: "group" })?;
+            let members = w.resolve_members(&t, &ids)?;
+            let mut changed = Vec::new();
+            for m in &members {
+                if w.add_member(&t, &gid, m)? {
+                    changed.push(m.value.clone());
                 }
-                let version = if changed.is_empty() {
-                    current.meta.version
-                } else {
-                    w.bump_group(&t, &gid, now)?
-                };
-                Ok(MembershipChange { changed, version })
-            })
+            }
+            let version = if changed.is_empty() {
+                current.meta.version
+            } else {
+                w.bump_group(&t, &gid, now)?
+            };
+            current.meta = w.group(&t, &gid)?.map(|g| g.meta).unwrap_or_default();
+            emit.fill_members(&current, &changed);
+            Ok(MembershipChange { changed, version })
         })
         .await
     }
 
-    async fn remove_members(
+    async fn remove_members_emit(
         &self,
         tenant: &str,
         group_id: &str,
         member_ids: &[String],
+        emit: Emit,
     ) -> DirectoryResult<MembershipChange> {
         let ids = rules::removal_ids(member_ids.iter().map(String::as_str));
         let (t, gid) = (tenant.to_string(), group_id.to_string());
         let now = now_ms();
-        run(self, move |db| {
-            write(db, |w| {
-                let current = w
-                    .group(&t, &gid)?
-                    .ok_or(DirectoryError::NotFound { what: "group" })?;
-                let mut changed = Vec::new();
-                for id in ids {
-                    if w.remove_member(&t, &gid, &id)? {
-                        changed.push(id);
-                    }
+        self.write_op(emit, move |w, emit| {
+            let mut current = w
+                .group(&t, &gid)?
+                .ok_or(DirectoryError::NotFound { what: "group" })?;
+            let mut changed = Vec::new();
+            for id in ids {
+                if w.remove_member(&t, &gid, &id)? {
+                    changed.push(id);
                 }
-                let version = if changed.is_empty() {
-                    current.meta.version
-                } else {
-                    w.bump_group(&t, &gid, now)?
-                };
-                Ok(MembershipChange { changed, version })
-            })
+            }
+            let version = if changed.is_empty() {
+                current.meta.version
+            } else {
+                w.bump_group(&t, &gid, now)?
+            };
+            current.meta = w.group(&t, &gid)?.map(|g| g.meta).unwrap_or_default();
+            emit.fill_members(&current, &changed);
+            Ok(MembershipChange { changed, version })
         })
         .await
     }

@@ -5,8 +5,10 @@
 
 pub mod embedded;
 mod embedded_directory;
+mod embedded_outbox;
 pub mod redis;
 mod redis_directory;
+mod redis_outbox;
 pub mod scim_log;
 pub mod state;
 
@@ -21,6 +23,7 @@ pub trait Backend:
     + state::StateStore
     + scim_log::ScimLogStore
     + crate::directory::DirectoryStore
+    + crate::webhook::outbox::OutboxStore
     + Send
     + Sync
     + 'static

@@ -16,10 +16,11 @@ use super::{Backend, StoreError, StoreResult};
 use crate::session::{Revocation, RevocationHandler, SessionKey, SessionRecord, SessionStore};
 
 pub struct RedisStore {
-    client: redis::Client,
+    pub(super) client: redis::Client,
     conn: ConnectionManager,
     pub(super) prefix: String,
     scripts: Arc<Scripts>,
+    pub(super) outbox: Arc<super::redis_outbox::OutboxRuntime>,
 }
 
 struct Scripts {
@@ -91,6 +92,7 @@ impl RedisStore {
             conn,
             prefix: prefix.to_string(),
             scripts: Arc::new(Scripts::new()),
+            outbox: Arc::default(),
         };
         me.ping().await?;
         Ok(me)

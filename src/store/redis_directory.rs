@@ -45,6 +45,7 @@ use crate::directory::{
     User,
 };
 use crate::session::now_ms;
+use crate::webhook::outbox::Emit;
 
 /// How many times a user write is retried when another writer changed the
 /// same user between our read and our script. Each retry means someone else
@@ -57,6 +58,32 @@ const READ_CHUNK: usize = 500;
 /// Lua shared by every script. `T` is the tenant key prefix (always ARGV[1]).
 const PRELUDE: &str = r"
 local T = ARGV[1]
+-- the last argument is always the outbox spec ('' = no events); NA counts the others
+local NA = #ARGV - 1
+local EMIT = ARGV[#ARGV]
+-- appends the planned events to their targets' lanes (see redis_outbox.rs);
+-- `ctx` holds what only this script knows (version, changed members, record)
+local function emit(ctx)
+  if EMIT == '' then return end
+  local spec = cjson.decode(EMIT)
+  local P = spec.p
+  for _, e in ipairs(spec.e) do
+    if e.m == 0 or (ctx.m and ctx.m ~= '') then
+      local ek = P .. 'ev:' .. e.id
+      redis.call('HSET', ek, 'p', e.body, 'n', #e.t)
+      for k, v in pairs(ctx) do
+        if v and v ~= '' then redis.call('HSET', ek, k, v) end
+      end
+      for _, tn in ipairs(e.t) do
+        local W = P .. 't:' .. tn .. ':'
+        if redis.call('RPUSH', W .. 'lane:' .. e.lane, e.id) == 1 then
+          redis.call('XADD', W .. 'ready', '*', 'e', e.id, 'l', e.lane)
+        end
+        redis.call('ZADD', W .. 'pending', e.at, e.id)
+      end
+    end
+  end
+end
 -- true if unique index `h` maps `k` to someone other than `id`
 local function held(h, k, id)
   if not k or k == '' then return false end
@@ -126,6 +153,7 @@ else
   redis.call('ZREM', T .. 'users', id)
 end
 if ARGV[9] == '1' then leave_all(id, ARGV[10]) end
+emit({})
 return {'ok'}
 ";
 
@@ -148,7 +176,7 @@ else
 end
 if held(names, ARGV[6], gid) then return {'conflict', 'displayName'} end
 if held(exts, ARGV[7], gid) then return {'conflict', 'externalId'} end
-for i = 9, #ARGV, 2 do
+for i = 9, NA, 2 do
   if not live(ARGV[i]) then return {'invalid', ARGV[i]} end
 end
 if not creating then
@@ -162,7 +190,7 @@ if not creating then
 end
 redis.call('HSET', names, ARGV[6], gid)
 if ARGV[7] ~= '' then redis.call('HSET', exts, ARGV[7], gid) end
-for i = 9, #ARGV, 2 do
+for i = 9, NA, 2 do
   redis.call('HSET', mkey, ARGV[i], ARGV[i + 1])
   redis.call('SADD', T .. 'member_of:' .. ARGV[i], gid)
 end
@@ -170,10 +198,12 @@ redis.call('HSET', g, 'rec', ARGV[5], 'n', ARGV[6], 'x', ARGV[7])
 if creating then
   redis.call('HSET', g, 'v', 1, 'lm', ARGV[8], 'cr', ARGV[8])
   redis.call('ZADD', T .. 'groups', ARGV[8], gid)
+  emit({v = '1', cr = ARGV[8], lm = ARGV[8]})
   return {'ok', '1', ARGV[8], ARGV[8]}
 end
 local v = bump(g, ARGV[8])
 local meta = redis.call('HMGET', g, 'cr', 'lm')
+emit({v = tostring(v), cr = meta[1], lm = meta[2]})
 return {'ok', tostring(v), meta[1] or '0', meta[2] or '0'}
 ";
 
@@ -183,17 +213,19 @@ const ADD_MEMBERS: &str = r"
 local gid = ARGV[2]
 local g = T .. 'group:' .. gid
 if redis.call('EXISTS', g) == 0 then return {'notfound'} end
-for i = 4, #ARGV, 2 do
+for i = 4, NA, 2 do
   if not live(ARGV[i]) then return {'invalid', ARGV[i]} end
 end
 local out = {'ok', ''}
-for i = 4, #ARGV, 2 do
+for i = 4, NA, 2 do
   if redis.call('HSETNX', g .. ':members', ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('SADD', T .. 'member_of:' .. ARGV[i], gid)
     table.insert(out, ARGV[i])
   end
 end
 if #out > 2 then out[2] = tostring(bump(g, ARGV[3])) else out[2] = redis.call('HGET', g, 'v') end
+local snap = redis.call('HMGET', g, 'rec', 'cr', 'lm')
+emit({m = table.concat(out, ',', 3), v = out[2], rec = snap[1], cr = snap[2], lm = snap[3]})
 return out
 ";
 
@@ -203,13 +235,15 @@ local gid = ARGV[2]
 local g = T .. 'group:' .. gid
 if redis.call('EXISTS', g) == 0 then return {'notfound'} end
 local out = {'ok', ''}
-for i = 4, #ARGV do
+for i = 4, NA do
   if redis.call('HDEL', g .. ':members', ARGV[i]) == 1 then
     redis.call('SREM', T .. 'member_of:' .. ARGV[i], gid)
     table.insert(out, ARGV[i])
   end
 end
 if #out > 2 then out[2] = tostring(bump(g, ARGV[3])) else out[2] = redis.call('HGET', g, 'v') end
+local snap = redis.call('HMGET', g, 'rec', 'cr', 'lm')
+emit({m = table.concat(out, ',', 3), v = out[2], rec = snap[1], cr = snap[2], lm = snap[3]})
 return out
 ";
 
@@ -219,6 +253,8 @@ local gid = ARGV[2]
 local g = T .. 'group:' .. gid
 if redis.call('EXISTS', g) == 0 then return {'notfound'} end
 local old = redis.call('HMGET', g, 'n', 'x')
+local snap = redis.call('HMGET', g, 'rec', 'v', 'cr', 'lm')
+emit({rec = snap[1], v = snap[2], cr = snap[3], lm = snap[4]})
 drop(T .. 'idx:group_name', old[1], gid)
 drop(T .. 'idx:group_ext', old[2], gid)
 for _, m in ipairs(redis.call('HKEYS', g .. ':members')) do
@@ -340,7 +376,13 @@ impl RedisStore {
     }
 
     /// Runs PUT_USER; `Ok(false)` means a concurrent writer won.
-    async fn put_user(&self, t: &str, id: &str, w: UserWrite<'_>) -> DirectoryResult<bool> {
+    async fn put_user(
+        &self,
+        t: &str,
+        id: &str,
+        w: UserWrite<'_>,
+        emit: &Emit,
+    ) -> DirectoryResult<bool> {
         let mut inv = SCRIPTS.put_user.prepare_invoke();
         inv.arg(t).arg(id);
         inv.arg(w.read_version.map(|v| v.to_string()).unwrap_or_default());
@@ -364,6 +406,7 @@ impl RedisStore {
             .arg(w.new.external_id.unwrap_or_default());
         inv.arg(w.old.emails.len()).arg(&w.old.emails);
         inv.arg(w.new.emails.len()).arg(&w.new.emails);
+        inv.arg(self.outbox_spec(emit)?);
         let r: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
@@ -509,10 +552,14 @@ impl RedisStore {
         t: &str,
         mut group: Group,
         members: Vec<Member>,
-        creating: bool,
-        expected_version: Option<u64>,
+        put: GroupPut,
         now: u64,
+        mut emit: Emit,
     ) -> DirectoryResult<Option<Group>> {
+        let (creating, expected_version) = match put {
+            GroupPut::Create => (true, None),
+            GroupPut::Replace(v) => (false, v),
+        };
         let keys = GroupKeys::of(&group);
         let record = encode(&Group {
             members: Vec::new(),
@@ -530,6 +577,13 @@ impl RedisStore {
         for m in &members {
             inv.arg(&m.value).arg(encode(m)?);
         }
+        let mut sorted = members.clone();
+        sorted.sort_by(|a, b| a.value.cmp(&b.value));
+        emit.fill_group(&Group {
+            members: sorted,
+            ..group.clone()
+        });
+        inv.arg(self.outbox_spec(&emit)?);
         let r: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
@@ -559,6 +613,7 @@ impl RedisStore {
         t: &str,
         group_id: &str,
         entries: Vec<(String, Option<String>)>,
+        emit: &Emit,
     ) -> DirectoryResult<MembershipChange> {
         let mut inv = script.prepare_invoke();
         inv.arg(t).arg(group_id).arg(now_ms());
@@ -568,6 +623,7 @@ impl RedisStore {
                 inv.arg(e);
             }
         }
+        inv.arg(self.outbox_spec(emit)?);
         let r: Vec<String> = inv
             .invoke_async(&mut self.conn())
             .await
@@ -586,6 +642,12 @@ impl RedisStore {
     }
 }
 
+/// Whether PUT_GROUP creates, or replaces (optionally at a version).
+enum GroupPut {
+    Create,
+    Replace(Option<u64>),
+}
+
 /// A user write lost to concurrent writers more times than we retry.
 fn busy(what: &str) -> DirectoryError {
     StoreError::Task(format!(
@@ -596,7 +658,12 @@ fn busy(what: &str) -> DirectoryError {
 
 #[async_trait]
 impl DirectoryStore for RedisStore {
-    async fn create_user(&self, tenant: &str, user: User) -> DirectoryResult<User> {
+    async fn create_user_emit(
+        &self,
+        tenant: &str,
+        user: User,
+        emit: Emit,
+    ) -> DirectoryResult<User> {
         let now = now_ms();
         let mut user = rules::new_user(tenant, user, now)?;
         let t = self.dir_prefix(tenant);
@@ -609,7 +676,9 @@ impl DirectoryStore for RedisStore {
                 leave_groups: false,
                 now,
             };
-            if self.put_user(&t, &user.id, w).await? {
+            let mut emit = emit.clone();
+            emit.fill_user(&user);
+            if self.put_user(&t, &user.id, w, &emit).await? {
                 return Ok(user);
             }
             // The fresh id exists already (122 random bits: never, in practice).
@@ -661,11 +730,12 @@ impl DirectoryStore for RedisStore {
         Ok(users)
     }
 
-    async fn replace_user(
+    async fn replace_user_emit(
         &self,
         tenant: &str,
         user: User,
         expected_version: Option<u64>,
+        emit: Emit,
     ) -> DirectoryResult<User> {
         let t = self.dir_prefix(tenant);
         for _ in 0..WRITE_ATTEMPTS {
@@ -683,14 +753,16 @@ impl DirectoryStore for RedisStore {
                 leave_groups: false,
                 now,
             };
-            if self.put_user(&t, &next.id, w).await? {
+            let mut emit = emit.clone();
+            emit.fill_user(&next);
+            if self.put_user(&t, &next.id, w, &emit).await? {
                 return Ok(next);
             }
         }
         Err(busy("user"))
     }
 
-    async fn delete_user(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+    async fn delete_user_emit(&self, tenant: &str, id: &str, emit: Emit) -> DirectoryResult<()> {
         let t = self.dir_prefix(tenant);
         for _ in 0..WRITE_ATTEMPTS {
             let current = self
@@ -705,14 +777,25 @@ impl DirectoryStore for RedisStore {
                 leave_groups: true,
                 now: now_ms(),
             };
-            if self.put_user(&t, id, w).await? {
+            let mut emit = emit.clone();
+            emit.fill_user(&User {
+                deleted: true,
+                active: false,
+                ..current.clone()
+            });
+            if self.put_user(&t, id, w, &emit).await? {
                 return Ok(());
             }
         }
         Err(busy("user"))
     }
 
-    async fn tombstone_user(&self, tenant: &str, id: &str) -> DirectoryResult<User> {
+    async fn tombstone_user_emit(
+        &self,
+        tenant: &str,
+        id: &str,
+        emit: Emit,
+    ) -> DirectoryResult<User> {
         let t = self.dir_prefix(tenant);
         for _ in 0..WRITE_ATTEMPTS {
             let current = self
@@ -729,7 +812,9 @@ impl DirectoryStore for RedisStore {
                 leave_groups: true,
                 now,
             };
-            if self.put_user(&t, id, w).await? {
+            let mut emit = emit.clone();
+            emit.fill_user(&tomb);
+            if self.put_user(&t, id, w, &emit).await? {
                 return Ok(tomb);
             }
         }
@@ -753,7 +838,12 @@ impl DirectoryStore for RedisStore {
         Ok(users)
     }
 
-    async fn create_group(&self, tenant: &str, group: Group) -> DirectoryResult<Group> {
+    async fn create_group_emit(
+        &self,
+        tenant: &str,
+        group: Group,
+        emit: Emit,
+    ) -> DirectoryResult<Group> {
         let now = now_ms();
         let mut group = rules::new_group(tenant, group, now)?;
         let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
@@ -761,7 +851,14 @@ impl DirectoryStore for RedisStore {
         let members = self.resolve_members(&t, &ids).await?;
         for _ in 0..WRITE_ATTEMPTS {
             if let Some(g) = self
-                .put_group(&t, group.clone(), members.clone(), true, None, now)
+                .put_group(
+                    &t,
+                    group.clone(),
+                    members.clone(),
+                    GroupPut::Create,
+                    now,
+                    emit.clone(),
+                )
                 .await?
             {
                 return Ok(g);
@@ -798,28 +895,48 @@ impl DirectoryStore for RedisStore {
             .await
     }
 
-    async fn replace_group(
+    async fn replace_group_emit(
         &self,
         tenant: &str,
         mut group: Group,
         expected_version: Option<u64>,
+        emit: Emit,
     ) -> DirectoryResult<Group> {
         rules::validate_group(tenant, &mut group)?;
         let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
         let t = self.dir_prefix(tenant);
         let members = self.resolve_members(&t, &ids).await?;
-        self.put_group(&t, group, members, false, expected_version, now_ms())
-            .await?
-            .ok_or_else(|| unexpected("race"))
+        self.put_group(
+            &t,
+            group,
+            members,
+            GroupPut::Replace(expected_version),
+            now_ms(),
+            emit,
+        )
+        .await?
+        .ok_or_else(|| unexpected("race"))
     }
 
-    async fn delete_group(&self, tenant: &str, id: &str) -> DirectoryResult<()> {
+    async fn delete_group_emit(
+        &self,
+        tenant: &str,
+        id: &str,
+        mut emit: Emit,
+    ) -> DirectoryResult<()> {
+        if !emit.is_empty() {
+            // The members as they were; the script adds the record it deletes.
+            if let Some(g) = self.read_group(&self.dir_prefix(tenant), id).await? {
+                emit.fill_group(&g);
+            }
+        }
         let r: Vec<String> = SCRIPTS
             .delete_group
             .prepare_invoke()
             .arg(self.dir_prefix(tenant))
             .arg(id)
             .arg(now_ms())
+            .arg(self.outbox_spec(&emit)?)
             .invoke_async(&mut self.conn())
             .await
             .map_err(StoreError::from)?;
@@ -829,11 +946,12 @@ impl DirectoryStore for RedisStore {
         }
     }
 
-    async fn add_members(
+    async fn add_members_emit(
         &self,
         tenant: &str,
         group_id: &str,
         member_ids: &[String],
+        emit: Emit,
     ) -> DirectoryResult<MembershipChange> {
         let ids = rules::member_ids(group_id, member_ids.iter().map(String::as_str))?;
         let t = self.dir_prefix(tenant);
@@ -843,15 +961,16 @@ impl DirectoryStore for RedisStore {
             .into_iter()
             .map(|m| Ok((m.value.clone(), Some(encode(&m)?))))
             .collect::<StoreResult<Vec<_>>>()?;
-        self.change_members(&SCRIPTS.add_members, &t, group_id, entries)
+        self.change_members(&SCRIPTS.add_members, &t, group_id, entries, &emit)
             .await
     }
 
-    async fn remove_members(
+    async fn remove_members_emit(
         &self,
         tenant: &str,
         group_id: &str,
         member_ids: &[String],
+        emit: Emit,
     ) -> DirectoryResult<MembershipChange> {
         let entries = rules::removal_ids(member_ids.iter().map(String::as_str))
             .into_iter()
@@ -862,6 +981,7 @@ impl DirectoryStore for RedisStore {
             &self.dir_prefix(tenant),
             group_id,
             entries,
+            &emit,
         )
         .await
     }

@@ -5,6 +5,7 @@
 
 pub mod dev_idp;
 pub mod idp;
+pub mod receiver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,145 @@
+//! Delivery workers: one loop per target per replica, claiming due lane
+//! heads from the outbox and POSTing them with up to `concurrency` in
+//! flight. A 2xx finishes the head; anything else schedules a retry with
+//! exponential backoff and jitter, until the event is older than `max_age`
+//! and becomes a dead letter. Workers hold nothing the store does not: a
+//! replica that dies mid-delivery leaves its heads to be delivered again
+//! (at-least-once; receivers dedupe on `webhook-id`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::outbox::{backoff, Delivery, Outcome};
+use super::{Target, Webhooks};
+use crate::session::now_ms;
+use crate::store::Backend;
+
+/// How long one claim waits for work before looping (and refreshing gauges).
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+/// How often queue gauges are refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+
+/// Starts a worker per target on the current runtime.
+pub fn spawn_workers(hooks: Arc<Webhooks>, store: Arc<dyn Backend>) {
+    for t in hooks.targets.clone() {
+        let (hooks, store) = (hooks.clone(), store.clone());
+        tokio::spawn(async move { run_target(hooks, t, store).await });
+    }
+}
+
+async fn run_target(hooks: Arc<Webhooks>, target: Arc<Target>, store: Arc<dyn Backend>) {
+    let name = target.name().to_string();
+    let slots = Arc::new(Semaphore::new(target.cfg.concurrency));
+    let mut last_gauges = std::time::Instant::now() - GAUGE_EVERY;
+    tracing::info!(target = %name, url = %target.cfg.url.as_str(), consumer = %hooks.consumer, "webhook delivery started");
+    loop {
+        if last_gauges.elapsed() >= GAUGE_EVERY {
+            refresh_gauges(store.as_ref(), &name).await;
+            last_gauges = std::time::Instant::now();
+        }
+        // Wait for a free slot before claiming, so claimed heads never queue
+        // behind a full worker while another replica sits idle.
+        let free = slots.available_permits();
+        if free == 0 {
+            if let Ok(p) = slots.clone().acquire_owned().await {
+                drop(p);
+            }
+            continue;
+        }
+        let batch = match store
+            .claim(
+                &name,
+                &hooks.consumer,
+                free,
+                CLAIM_WAIT,
+                target.cfg.reclaim_after(),
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(target = %name, error = %e, "webhook outbox unavailable; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for d in batch {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (hooks, target, store) = (hooks.clone(), target.clone(), store.clone());
+            tokio::spawn(async move {
+                attempt(&hooks, &target, store.as_ref(), d).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// One attempt and its bookkeeping.
+async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn Backend, d: Delivery) {
+    let started = std::time::Instant::now();
+    let r = hooks.send(target, &d.event).await;
+    crate::telemetry::observe_webhook(target.name(), &r, started.elapsed(), false);
+    let outcome = match r {
+        Ok(()) => {
+            tracing::debug!(target = %target.name(), event = %d.event.id, kind = d.event.kind.as_str(), "webhook delivered");
+            Outcome::Delivered
+        }
+        Err(e) => outcome_of_failure(target, &d, e.reason),
+    };
+    if let Outcome::Dead { error } = &outcome {
+        crate::telemetry::WEBHOOK_ATTEMPTS
+            .with_label_values(&[target.name(), "async", "dead"])
+            .inc();
+        tracing::error!(target = %target.name(), event = %d.event.id, kind = d.event.kind.as_str(), attempts = d.attempts + 1, error = %error, "webhook dead-lettered after max_age; `portcullis webhooks replay` re-sends it");
+    }
+    // The outcome must reach the store, or the head is retried (harmless)
+    // only after `reclaim_after`; keep trying for a while.
+    for i in 0..10u32 {
+        match store.finish(&d, &outcome).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(target = %target.name(), event = %d.event.id, error = %e, "cannot record webhook outcome; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(i + 1))).await;
+            }
+        }
+    }
+}
+
+/// Retry or give up, by the event's age.
+fn outcome_of_failure(target: &Target, d: &Delivery, error: String) -> Outcome {
+    let now = now_ms();
+    let age = Duration::from_millis(now.saturating_sub(d.event.at_ms));
+    if age >= target.cfg.max_age.get() {
+        return Outcome::Dead { error };
+    }
+    let wait = backoff(
+        d.attempts,
+        target.cfg.retry_initial.get(),
+        target.cfg.retry_max.get(),
+    );
+    tracing::warn!(target = %target.name(), event = %d.event.id, kind = d.event.kind.as_str(), attempt = d.attempts + 1, retry_in = ?wait, error = %error, "webhook delivery failed");
+    Outcome::Retry {
+        due_ms: now + wait.as_millis() as u64,
+        error,
+    }
+}
+
+async fn refresh_gauges(store: &dyn Backend, name: &str) {
+    if let Ok(list) = store.status(&[name.to_string()]).await {
+        for s in list {
+            crate::telemetry::WEBHOOK_PENDING
+                .with_label_values(&[name])
+                .set(s.pending as i64);
+            crate::telemetry::WEBHOOK_OLDEST_SECONDS
+                .with_label_values(&[name])
+                .set((s.oldest_pending_ms / 1000) as i64);
+            crate::telemetry::WEBHOOK_DEAD
+                .with_label_values(&[name])
+                .set(s.dead_letters as i64);
+        }
+    }
+}
