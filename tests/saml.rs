@@ -835,6 +835,52 @@ async fn jit_creates_the_user_then_updates_it_on_login() {
 }
 
 #[tokio::test]
+async fn jit_sign_ins_send_user_created_then_user_updated_webhooks() {
+    use support::receiver::*;
+    let rx = Receiver::start();
+    let secret = secret();
+    let hook = webhook_toml(
+        "app",
+        &rx.url(),
+        &secret,
+        "retry_initial = \"50ms\"\nretry_max = \"300ms\"\n",
+    );
+    let e = env_with("", &hook);
+    assert_eq!(sign_in(&e, |_| {}).await.status(), 303, "{}", e.gw.log());
+    // The same login again changes nothing: no event.
+    assert_eq!(sign_in(&e, |_| {}).await.status(), 303);
+    let r = sign_in(&e, |o| {
+        o.attributes[1] = ("firstName".into(), vec!["Alicia".into()]);
+    })
+    .await;
+    assert_eq!(r.status(), 303);
+    let got = rx
+        .wait_for(
+            "two JIT events",
+            std::time::Duration::from_secs(10),
+            || e.gw.log(),
+            |g| g.len() >= 2,
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(rx.got().len(), 2, "exactly two events");
+    let kinds: Vec<&str> = got.iter().map(|g| g.kind()).collect();
+    assert_eq!(kinds, ["user.created", "user.updated"]);
+    for g in &got {
+        assert_eq!(g.json["source"], "saml_jit");
+        assert_eq!(g.json["actor"], "testidp");
+        assert_eq!(g.json["tenant"], "acme");
+        assert_eq!(g.json["data"]["userName"], "alice@example.com");
+    }
+    assert_eq!(got[0].json["data"]["name"]["givenName"], "Alice");
+    assert_eq!(got[1].json["data"]["name"]["givenName"], "Alicia");
+    let changed = got[1].json["data"]["changedAttributes"].as_array().unwrap();
+    assert!(changed.contains(&serde_json::json!("name")), "{changed:?}");
+    assert_eq!(got[0].json["data"]["id"], got[1].json["data"]["id"]);
+    verify_independently(&secret, &got);
+}
+
+#[tokio::test]
 async fn directory_groups_are_merged_with_the_asserted_ones() {
     use portcullis::directory::{DirectoryStore, Group, User};
     let prefix = unique_prefix("groups");

@@ -241,6 +241,7 @@ impl EmbeddedStore {
             claimed.insert(key);
             out.push(Delivery {
                 target: target.to_string(),
+                lane: stored.event.lane(),
                 event: stored.event,
                 attempts,
                 handle: String::new(),

@@ -70,7 +70,7 @@ local function emit(ctx)
   for _, e in ipairs(spec.e) do
     if e.m == 0 or (ctx.m and ctx.m ~= '') then
       local ek = P .. 'ev:' .. e.id
-      redis.call('HSET', ek, 'p', e.body, 'n', #e.t)
+      redis.call('HSET', ek, 'p', e.body, 'n', #e.t, 'l', e.lane)
       for k, v in pairs(ctx) do
         if v and v ~= '' then redis.call('HSET', ek, k, v) end
       end
@@ -615,6 +615,18 @@ impl RedisStore {
         entries: Vec<(String, Option<String>)>,
         emit: &Emit,
     ) -> DirectoryResult<MembershipChange> {
+        // The lane is the group's: make sure the planned events name it (the
+        // script adds the stored record and the members that changed).
+        let mut emit = emit.clone();
+        for p in &mut emit.events {
+            if p.event.group.is_none() {
+                p.event.group = Some(Group {
+                    id: group_id.to_string(),
+                    ..Group::default()
+                });
+            }
+        }
+        let emit = &emit;
         let mut inv = script.prepare_invoke();
         inv.arg(t).arg(group_id).arg(now_ms());
         for (id, entry) in &entries {

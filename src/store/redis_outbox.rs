@@ -60,7 +60,7 @@ local spec = cjson.decode(EMIT)
 local P = spec.p
 for _, e in ipairs(spec.e) do
   local ek = P .. 'ev:' .. e.id
-  redis.call('HSET', ek, 'p', e.body, 'n', #e.t)
+  redis.call('HSET', ek, 'p', e.body, 'n', #e.t, 'l', e.lane)
   for _, tn in ipairs(e.t) do
     local W = P .. 't:' .. tn .. ':'
     if redis.call('RPUSH', W .. 'lane:' .. e.lane, e.id) == 1 then
@@ -242,6 +242,7 @@ impl RedisStore {
             match event {
                 Some(event) => out.push(Delivery {
                     target: target.to_string(),
+                    lane,
                     event,
                     attempts: tries.unwrap_or(0),
                     handle: sid.id,
@@ -264,6 +265,19 @@ impl RedisStore {
             .arg(sid)
             .ignore()
             .query_async::<()>(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Moves due retries of `target` back to its ready stream.
+    async fn promote(&self, target: &str) -> StoreResult<()> {
+        let _: i64 = SCRIPTS
+            .promote
+            .prepare_invoke()
+            .arg(self.wh_prefix())
+            .arg(target)
+            .arg(now_ms())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
@@ -344,14 +358,8 @@ impl OutboxStore for RedisStore {
         if first {
             self.ensure_group(target).await?;
         }
-        let _: i64 = SCRIPTS
-            .promote
-            .prepare_invoke()
-            .arg(self.wh_prefix())
-            .arg(target)
-            .arg(now_ms())
-            .invoke_async(&mut self.conn())
-            .await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        self.promote(target).await?;
         if first {
             // What this consumer held when it last stopped (same name after
             // a restart): deliver it again before anything new.
@@ -410,26 +418,52 @@ impl OutboxStore for RedisStore {
             }
         }
         let mut conn = self.blocking_conn(&key).await?;
-        let block_ms = wait.as_millis().max(1) as u64;
-        let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(max.max(1))
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS")
-            .arg(&stream)
-            .arg(">")
-            .query_async(&mut conn)
-            .await?;
-        let ids: Vec<StreamId> = read
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .collect();
-        self.deliveries(target, ids).await
+        loop {
+            // Block until new work, the deadline, or the next retry's due
+            // time (it must be promoted to `ready` to be read).
+            let now = tokio::time::Instant::now();
+            let mut block = deadline.saturating_duration_since(now);
+            let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(format!("{w}delayed"))
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query_async(&mut self.conn())
+                .await?;
+            if let Some((_, due)) = next.first() {
+                block = block.min(Duration::from_millis(
+                    (*due as u64).saturating_sub(now_ms()),
+                ));
+            }
+            let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(max.max(1))
+                .arg("BLOCK")
+                .arg(block.as_millis().max(1) as u64)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query_async(&mut conn)
+                .await?;
+            let ids: Vec<StreamId> = read
+                .into_iter()
+                .flat_map(|r| r.keys)
+                .flat_map(|k| k.ids)
+                .collect();
+            if !ids.is_empty() {
+                let found = self.deliveries(target, ids).await?;
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            self.promote(target).await?;
+        }
     }
 
     async fn finish(&self, d: &Delivery, outcome: &Outcome) -> StoreResult<()> {
@@ -455,7 +489,7 @@ impl OutboxStore for RedisStore {
             .arg(&d.target)
             .arg(&d.event.id)
             .arg(&d.handle)
-            .arg(d.event.lane())
+            .arg(&d.lane)
             .arg(name)
             .arg(due)
             .arg(error)
@@ -543,13 +577,18 @@ impl OutboxStore for RedisStore {
             let Some(ev) = self.load_event(&d.event_id).await? else {
                 continue;
             };
+            let lane: Option<String> = redis::cmd("HGET")
+                .arg(format!("{}ev:{}", self.wh_prefix(), ev.id))
+                .arg("l")
+                .query_async(&mut self.conn())
+                .await?;
             let r: i64 = SCRIPTS
                 .replay
                 .prepare_invoke()
                 .arg(self.wh_prefix())
                 .arg(target)
                 .arg(&ev.id)
-                .arg(ev.lane())
+                .arg(lane.unwrap_or_else(|| ev.lane()))
                 .arg(ev.at_ms)
                 .invoke_async(&mut self.conn())
                 .await?;

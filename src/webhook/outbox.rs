@@ -245,6 +245,8 @@ impl Emit {
 pub struct Delivery {
     pub target: String,
     pub event: OutboxEvent,
+    /// The lane it heads, as the store recorded it.
+    pub lane: String,
     /// Failed attempts so far.
     pub attempts: u32,
     /// Backend handle (the Redis stream entry id; empty for redb).
