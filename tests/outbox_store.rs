@@ -9,11 +9,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis::directory::{DirectoryStore, Group, User};
+use portcullis::directory::{Group, User};
 use portcullis::session::now_ms;
 use portcullis::store::{embedded::EmbeddedStore, redis::RedisStore, Backend};
 use portcullis::webhook::event::{EventType, Source};
-use portcullis::webhook::outbox::{Delivery, Emit, OutboxEvent, OutboxStore, Outcome};
+use portcullis::webhook::outbox::{Delivery, Emit, OutboxEvent, Outcome};
 
 const T: &str = "acme";
 const APP: &str = "app";
