@@ -755,3 +755,47 @@ async fn backfill_sends_the_current_directory(redis: bool) {
     assert!(!ok && out.contains("no webhook target named"), "{out}");
 }
 on_both_backends!(backfill_sends_the_current_directory);
+
+/// An operator ending a user's sessions tells targets that asked for
+/// `session.*`; targets that did not ask hear nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_revocation_sends_session_revoked() {
+    let rx = Receiver::start();
+    let quiet = Receiver::start();
+    let hooks = format!(
+        "{}{}",
+        webhook_toml(
+            "sessions",
+            &rx.url(),
+            &secret(),
+            "events = [\"session.*\"]\n"
+        ),
+        webhook_toml("users", &quiet.url(), &secret(), "")
+    );
+    let e = start(None, &hooks);
+    e.gw.login(json!({"sub": "u-7", "email": "gus@acme.test", "tenant": "acme"}))
+        .await;
+    e.gw.login(json!({"sub": "u-7", "email": "gus@acme.test", "tenant": "acme"}))
+        .await;
+    assert_eq!(e.gw.revoke_user("u-7").await["revoked"], 2);
+    // Nothing left to revoke: no event.
+    assert_eq!(e.gw.revoke_user("u-7").await["revoked"], 0);
+    let got = rx
+        .wait_for(
+            "session.revoked",
+            Duration::from_secs(10),
+            || e.gw.log(),
+            |g| !g.is_empty(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got().len(), 1);
+    assert_eq!(got[0].kind(), "session.revoked");
+    assert_eq!(got[0].json["source"], "admin");
+    assert_eq!(got[0].json["tenant"], "acme");
+    assert_eq!(
+        got[0].json["data"],
+        json!({"user_id": "u-7", "user_name": "gus@acme.test", "sessions": 2, "reason": "revoked by an operator"})
+    );
+    assert!(quiet.got().is_empty());
+}

@@ -113,9 +113,34 @@ async fn admin_api(
         }
         (&Method::DELETE, ["users", sub, "sessions"]) => {
             let sub = decode(sub);
+            // Who they were (tenant, email), for the session.revoked event.
+            let principal = app
+                .sessions
+                .list_user(&sub)
+                .await
+                .ok()
+                .and_then(|l| l.into_iter().next())
+                .map(|(_, r)| r.principal);
             match app.sessions.revoke_user(&sub).await {
                 Ok(n) => {
                     tracing::info!(%sub, revoked = n, "admin revoked all sessions of user");
+                    if let (Some(hooks), Some(p), true) = (&app.webhooks, &principal, n > 0) {
+                        let tenant = p
+                            .tenant
+                            .as_deref()
+                            .unwrap_or(crate::saml::web::DEFAULT_TENANT);
+                        let revoked = crate::webhook::ops::Revoked {
+                            tenant,
+                            user_id: &sub,
+                            user_name: p.email.as_deref(),
+                            sessions: n,
+                            reason: "revoked by an operator",
+                            actor: "admin",
+                            source: crate::webhook::event::Source::Admin,
+                        };
+                        crate::webhook::ops::session_revoked(hooks, app.store.as_ref(), revoked)
+                            .await;
+                    }
                     LocalResponse::json(200, &json!({"sub": sub, "revoked": n}))
                 }
                 Err(e) => store_error(e),

@@ -28,6 +28,11 @@
 //! - `T idx:group_name` hash folded displayName → id; `T idx:group_ext` hash
 //!   externalId → id
 //! - `T member_of:<member id>` set of group ids (reverse index)
+//!
+//! With webhook targets, each script also appends its events to the outbox
+//! (`{prefix}wh:*`, see `redis_outbox`), which is not in the tenant's hash
+//! slot: the gateway needs a single Redis (with replicas/Sentinel), not a
+//! Redis Cluster.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
