@@ -50,7 +50,7 @@ pub static SAML_LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static WEBHOOK_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "portcullis_webhook_attempts_total",
-        "Webhook delivery attempts by target, mode (async, sync) and result (delivered, failed, dead)",
+        "Webhook delivery attempts by target, mode (async, sync) and result (delivered; failed = will retry; dead = given up)",
         &["target", "mode", "result"]
     )
     .expect("metric registers once")
@@ -93,10 +93,18 @@ pub static WEBHOOK_DEAD: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
-/// Counts one webhook attempt and its duration.
-pub fn observe_webhook<T, E>(target: &str, r: &Result<T, E>, elapsed: Duration, sync: bool) {
-    let result = if r.is_ok() { "delivered" } else { "failed" };
-    let mode = if sync { "sync" } else { "async" };
+pub static WEBHOOK_LAG_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "portcullis_webhook_delivery_lag_seconds",
+        "From the change to its event's 2xx, by target (queueing and retries included)",
+        &["target"],
+        vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Counts one webhook attempt (result: delivered, failed, dead) and its duration.
+pub fn observe_webhook_attempt(target: &str, mode: &str, result: &str, elapsed: Duration) {
     WEBHOOK_ATTEMPTS
         .with_label_values(&[target, mode, result])
         .inc();
@@ -139,6 +147,7 @@ pub fn register_metrics() {
     LazyLock::force(&WEBHOOK_PENDING);
     LazyLock::force(&WEBHOOK_OLDEST_SECONDS);
     LazyLock::force(&WEBHOOK_DEAD);
+    LazyLock::force(&WEBHOOK_LAG_SECONDS);
 }
 
 /// Installs the global subscriber. `RUST_LOG` overrides `[log] level`.

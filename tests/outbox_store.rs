@@ -66,6 +66,7 @@ suite!(
     a_retry_waits_until_due_and_counts_attempts,
     a_dead_letter_moves_the_lane_on_and_replay_requeues_it,
     finishing_twice_or_a_stale_head_changes_nothing,
+    concurrent_replays_requeue_a_dead_letter_once,
     group_events_carry_the_stored_record,
 );
 
@@ -297,6 +298,7 @@ async fn a_retry_waits_until_due_and_counts_attempts(store: Arc<dyn Backend>) {
         .unwrap();
     let d = claim(&store, APP, "c1").await.remove(0);
     assert_eq!(d.attempts, 0);
+    assert_eq!(d.failing_since_ms, None);
     let due = now_ms() + 400;
     store
         .finish(
@@ -324,6 +326,10 @@ async fn a_retry_waits_until_due_and_counts_attempts(store: Arc<dyn Backend>) {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].event.id, d.event.id);
     assert_eq!(again[0].attempts, 1);
+    let since = again[0]
+        .failing_since_ms
+        .expect("failing since the first failure");
+    assert!(since >= d.event.at_ms && since <= due, "{since}");
 }
 
 async fn a_dead_letter_moves_the_lane_on_and_replay_requeues_it(store: Arc<dyn Backend>) {
@@ -558,4 +564,50 @@ async fn redis_gives_a_restarted_consumer_its_pending_heads() {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn concurrent_replays_requeue_a_dead_letter_once(store: Arc<dyn Backend>) {
+    store
+        .create_user_emit(
+            T,
+            User::new("a@acme.test"),
+            for_targets(EventType::UserCreated, &[APP]),
+        )
+        .await
+        .unwrap();
+    let d = claim(&store, APP, "c1").await.remove(0);
+    store
+        .finish(
+            &d,
+            &Outcome::Dead {
+                error: "down".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(store.replay(APP, &[], None), store.replay(APP, &[], None));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "re-queued once");
+    assert_eq!(pending(&store, APP).await, 1);
+    let got = deliver_all(&store, APP).await;
+    assert_eq!(got.len(), 1);
+    // The lane is healthy: a later event for the user still flows.
+    let u = store
+        .user_by_user_name(T, "a@acme.test")
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .replace_user_emit(
+            T,
+            User {
+                title: Some("x".into()),
+                ..u
+            },
+            None,
+            for_targets(EventType::UserUpdated, &[APP]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deliver_all(&store, APP).await.len(), 1);
+    assert_eq!(pending(&store, APP).await, 0);
 }

@@ -588,6 +588,16 @@ async fn a_sync_target_refusal_fails_the_scim_request_and_changes_nothing(redis:
     assert!(now.get("displayName").is_none(), "unchanged: {now}");
     assert_eq!(version(&now), 1);
 
+    // An app 404 is not passed on as "no such user" to the IdP.
+    gate.answer(Answer::Refuse(404, "unknown route".into()));
+    let (s, v) = e
+        .patch(
+            &format!("/Users/{eve}"),
+            json!([{"op": "replace", "path": "title", "value": "x"}]),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+
     // The async target saw only what was committed: one user.created.
     let got = audit
         .wait_for(
@@ -799,3 +809,49 @@ async fn an_operator_revocation_sends_session_revoked() {
     );
     assert!(quiet.got().is_empty());
 }
+
+/// A sync delivery never overtakes events already waiting for the same user
+/// in that target's lane: the SCIM request gets 503 until they drain.
+async fn a_sync_send_waits_for_earlier_events_of_the_user(redis: bool) {
+    let gate = Receiver::start();
+    let e = start(
+        backend(redis),
+        &webhook_toml(
+            "gate",
+            &gate.url(),
+            &secret(),
+            &format!("mode = \"sync\"\nevents = [\"*\"]\n{FAST_RETRY}"),
+        ),
+    );
+    let id = e.create_user("sam@acme.test").await;
+    e.gw.login(json!({"sub": id, "email": "sam@acme.test", "tenant": "acme"}))
+        .await;
+    // The app takes SCIM events but not session.revoked (yet): that one waits.
+    gate.answer(Answer::RefuseType("session.revoked".into()));
+    let off = json!([{"op": "replace", "path": "active", "value": false}]);
+    assert_eq!(e.patch(&format!("/Users/{id}"), off).await.0, 200);
+    let on = json!([{"op": "replace", "path": "active", "value": true}]);
+    let (s, v) = e.patch(&format!("/Users/{id}"), on.clone()).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("earlier event"),
+        "{v}"
+    );
+    let (_, now) = e.call("GET", &format!("/Users/{id}"), None).await;
+    assert_eq!(now["active"], false, "nothing written");
+    // Once the lane drained, the same request goes through, in order.
+    gate.answer(Answer::Accept);
+    e.status_when(|st| st["pending"] == 0).await;
+    assert_eq!(e.patch(&format!("/Users/{id}"), on).await.0, 200);
+    let kinds: Vec<String> = gate.got().iter().map(|g| g.kind().to_string()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.created",
+            "user.deactivated",
+            "session.revoked",
+            "user.reactivated"
+        ]
+    );
+}
+on_both_backends!(a_sync_send_waits_for_earlier_events_of_the_user);

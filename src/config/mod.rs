@@ -79,7 +79,8 @@ pub struct WebhookConfig {
     /// Per attempt, connect to last byte.
     #[serde(default = "default_webhook_timeout")]
     pub timeout: HumanDuration,
-    /// How long an event is retried before it becomes a dead letter.
+    /// How long an event is retried (from its first failed attempt) before
+    /// it becomes a dead letter.
     #[serde(default = "default_webhook_max_age")]
     pub max_age: HumanDuration,
     /// First retry delay; doubles per attempt (with jitter) up to `retry_max`.

@@ -465,16 +465,9 @@ impl Ctx<'_> {
         let Some(hooks) = &self.app.webhooks else {
             return Ok(Emit::none());
         };
-        hooks.prepare(events).await.map_err(|r| {
+        hooks.prepare(self.app.store.as_ref(), events).await.map_err(|r| {
             tracing::warn!(client = %self.client.cfg.name, target = %r.target, reason = %r.reason, "a sync webhook target refused a SCIM change; nothing was written");
-            let status = match r.status {
-                Some(s @ (400 | 403 | 404 | 409 | 412 | 422)) => s,
-                Some(400..=499) => 400,
-                _ if r.timed_out => 504,
-                _ => 502,
-            };
-            let status = if status == 422 { 400 } else { status };
-            ScimError::new(status, None, r.to_string())
+            ScimError::new(r.scim_status(), None, r.to_string())
         })
     }
 

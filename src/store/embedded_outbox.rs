@@ -62,6 +62,9 @@ struct Stored {
 struct Retry {
     attempts: u32,
     due_ms: u64,
+    /// First failed attempt as lane head: `max_age` counts from here.
+    #[serde(default)]
+    since_ms: u64,
 }
 
 /// In-memory side of the outbox: which heads a worker holds, and a wake-up
@@ -198,56 +201,111 @@ fn head_of(
 
 impl EmbeddedStore {
     fn try_claim(&self, target: &str, max: usize) -> StoreResult<(Vec<Delivery>, Option<u64>)> {
-        // Held across the snapshot: a head finished after this snapshot is
-        // still in `claimed` (finish removes it only after its commit and
-        // under this lock), so a stale snapshot never hands it out again.
-        let mut claimed = self.outbox.claimed.lock();
-        let txn = self.db.begin_read().map_err(err)?;
-        let ready = txn.open_table(READY).map_err(err)?;
-        let retry = txn.open_table(RETRY).map_err(err)?;
-        let events = txn.open_table(EVENTS).map_err(err)?;
-        let now = now_ms();
-        let mut out = Vec::new();
-        let mut next_due: Option<u64> = None;
-        for entry in ready
-            .range((target, 0, 0)..=(target, u64::MAX, u64::MAX))
-            .map_err(err)?
-        {
-            if out.len() >= max {
-                break;
-            }
-            let (k, v) = entry.map_err(err)?;
-            let (_, due, _) = k.value();
-            if due > now {
-                next_due = Some(due);
-                break;
-            }
-            let id = v.value().to_string();
-            let key = (target.to_string(), id);
-            if claimed.contains(&key) {
-                continue;
-            }
-            let attempts = match retry.get((target, key.1.as_str())).map_err(err)? {
-                Some(v) => {
-                    serde_json::from_slice::<Retry>(v.value())
-                        .map_err(corrupt)?
-                        .attempts
+        let mut orphans = Vec::new();
+        let found = {
+            // Held across the snapshot: a head finished after this snapshot is
+            // still in `claimed` (finish removes it only after its commit and
+            // under this lock), so a stale snapshot never hands it out again.
+            let mut claimed = self.outbox.claimed.lock();
+            let txn = self.db.begin_read().map_err(err)?;
+            let ready = txn.open_table(READY).map_err(err)?;
+            let retry = txn.open_table(RETRY).map_err(err)?;
+            let events = txn.open_table(EVENTS).map_err(err)?;
+            let now = now_ms();
+            let mut out = Vec::new();
+            let mut next_due: Option<u64> = None;
+            for entry in ready
+                .range((target, 0, 0)..=(target, u64::MAX, u64::MAX))
+                .map_err(err)?
+            {
+                if out.len() >= max {
+                    break;
                 }
-                None => 0,
-            };
-            let Some(stored) = load_event(&events, &key.1)? else {
-                continue;
-            };
-            claimed.insert(key);
-            out.push(Delivery {
-                target: target.to_string(),
-                lane: stored.event.lane(),
-                event: stored.event,
-                attempts,
-                handle: String::new(),
-            });
+                let (k, v) = entry.map_err(err)?;
+                let (_, due, _) = k.value();
+                if due > now {
+                    next_due = Some(due);
+                    break;
+                }
+                let key = (target.to_string(), v.value().to_string());
+                if claimed.contains(&key) {
+                    continue;
+                }
+                let r: Retry = match retry.get((target, key.1.as_str())).map_err(err)? {
+                    Some(v) => serde_json::from_slice(v.value()).map_err(corrupt)?,
+                    None => Retry::default(),
+                };
+                let Some(stored) = load_event(&events, &key.1)? else {
+                    orphans.push(key.1);
+                    continue;
+                };
+                claimed.insert(key);
+                out.push(Delivery {
+                    target: target.to_string(),
+                    lane: stored.event.lane(),
+                    event: stored.event,
+                    attempts: r.attempts,
+                    failing_since_ms: (r.attempts > 0).then_some(r.since_ms),
+                    handle: String::new(),
+                });
+            }
+            (out, next_due)
+        };
+        for id in orphans {
+            self.drop_orphan(target, &id)?;
         }
-        Ok((out, next_due))
+        Ok(found)
+    }
+
+    /// A head whose body is gone (never expected): removed with an error
+    /// in the log, and its lane moves on, rather than stalling forever.
+    fn drop_orphan(&self, target: &str, id: &str) -> StoreResult<()> {
+        tracing::error!(target = %target, event = %id, "webhook event body missing; dropping it from its lane");
+        let txn = self.db.begin_write().map_err(err)?;
+        {
+            let mut lanes = txn.open_table(LANES).map_err(err)?;
+            let mut ready = txn.open_table(READY).map_err(err)?;
+            let mut found: Option<(String, u64)> = None;
+            for e in lanes.range((target, "", 0)..).map_err(err)? {
+                let (k, v) = e.map_err(err)?;
+                let (t, lane, seq) = k.value();
+                if t != target {
+                    break;
+                }
+                if v.value() == id {
+                    found = Some((lane.to_string(), seq));
+                    break;
+                }
+            }
+            let mut stale = Vec::new();
+            for e in ready
+                .range((target, 0, 0)..=(target, u64::MAX, u64::MAX))
+                .map_err(err)?
+            {
+                let (k, v) = e.map_err(err)?;
+                if v.value() == id {
+                    let (_, due, seq) = k.value();
+                    stale.push((due, seq));
+                }
+            }
+            for (due, seq) in stale {
+                ready.remove((target, due, seq)).map_err(err)?;
+            }
+            if let Some((lane, seq)) = found {
+                lanes.remove((target, lane.as_str(), seq)).map_err(err)?;
+                if let Some((next_seq, next)) = head_of(&lanes, target, &lane)? {
+                    ready
+                        .insert((target, 0, next_seq), next.as_str())
+                        .map_err(err)?;
+                }
+            }
+            txn.open_table(RETRY)
+                .map_err(err)?
+                .remove((target, id))
+                .map_err(err)?;
+        }
+        txn.commit().map_err(err)?;
+        Ok(())
     }
 
     fn finish_sync(&self, d: &Delivery, outcome: &Outcome) -> StoreResult<()> {
@@ -279,6 +337,11 @@ impl EmbeddedStore {
                     let r = Retry {
                         attempts: prev.attempts + 1,
                         due_ms: *due_ms,
+                        since_ms: if prev.attempts == 0 {
+                            now_ms()
+                        } else {
+                            prev.since_ms
+                        },
                     };
                     let bytes = serde_json::to_vec(&r).map_err(corrupt)?;
                     retry.insert((target, id), bytes.as_slice()).map_err(err)?;
@@ -432,11 +495,18 @@ impl EmbeddedStore {
                     None => continue,
                 }
             };
-            let seq = next_seq(&txn)?;
-            txn.open_table(DEAD)
+            // Only a dead letter still there is re-queued: two replays racing
+            // must not put the event in its lane twice.
+            let removed = txn
+                .open_table(DEAD)
                 .map_err(err)?
                 .remove((target, d.event_id.as_str()))
-                .map_err(err)?;
+                .map_err(err)?
+                .is_some();
+            if !removed {
+                continue;
+            }
+            let seq = next_seq(&txn)?;
             let mut lanes = txn.open_table(LANES).map_err(err)?;
             let first = head_of(&lanes, target, &lane)?.is_none();
             lanes
@@ -518,16 +588,34 @@ impl OutboxStore for EmbeddedStore {
         let (d, o) = (delivery.clone(), outcome.clone());
         tokio::task::spawn_blocking(move || {
             let r = me.finish_sync(&d, &o);
-            me.outbox
-                .claimed
-                .lock()
-                .remove(&(d.target.clone(), d.event.id.clone()));
+            // On failure the head stays claimed (the worker retries the
+            // finish): releasing it would send it again at once.
+            if r.is_ok() {
+                me.outbox
+                    .claimed
+                    .lock()
+                    .remove(&(d.target.clone(), d.event.id.clone()));
+            }
             r
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
         self.outbox_appended();
         Ok(())
+    }
+
+    async fn lane_len(&self, target: &str, lane: &str) -> StoreResult<u64> {
+        let (t, l) = (target.to_string(), lane.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let lanes = txn.open_table(LANES).map_err(err)?;
+            let n = lanes
+                .range((t.as_str(), l.as_str(), 0)..=(t.as_str(), l.as_str(), u64::MAX))
+                .map_err(err)?
+                .count();
+            Ok(n as u64)
+        })
+        .await
     }
 
     async fn status(&self, targets: &[String]) -> StoreResult<Vec<TargetStatus>> {

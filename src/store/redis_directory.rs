@@ -66,13 +66,15 @@ local T = ARGV[1]
 -- the last argument is always the outbox spec ('' = no events); NA counts the others
 local NA = #ARGV - 1
 local EMIT = ARGV[#ARGV]
+-- decoded before any write: a bad spec fails the script while nothing changed
+local SPEC = nil
+if EMIT ~= '' then SPEC = cjson.decode(EMIT) end
 -- appends the planned events to their targets' lanes (see redis_outbox.rs);
 -- `ctx` holds what only this script knows (version, changed members, record)
 local function emit(ctx)
-  if EMIT == '' then return end
-  local spec = cjson.decode(EMIT)
-  local P = spec.p
-  for _, e in ipairs(spec.e) do
+  if not SPEC then return end
+  local P = SPEC.p
+  for _, e in ipairs(SPEC.e) do
     if e.m == 0 or (ctx.m and ctx.m ~= '') then
       local ek = P .. 'ev:' .. e.id
       redis.call('HSET', ek, 'p', e.body, 'n', #e.t, 'l', e.lane)

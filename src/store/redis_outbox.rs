@@ -43,6 +43,9 @@ use crate::webhook::outbox::{
 
 const GROUP: &str = "delivery";
 
+/// Longest single XREADGROUP block (a claim with a longer wait loops).
+const MAX_BLOCK: Duration = Duration::from_secs(20);
+
 /// In-process state: blocking connections per (target, consumer) and the
 /// targets this process already started on.
 #[derive(Default)]
@@ -73,7 +76,8 @@ return 1
 ";
 
 /// ARGV: P, target, event id, stream id ('' = none), lane, outcome
-/// ('ok'|'retry'|'dead'), due ms, error, dead letter JSON.
+/// ('ok'|'retry'|'dead'|'drop' = a head whose body is gone), due ms,
+/// error, dead letter JSON, now.
 /// Returns 1, or 0 when the head was already finished elsewhere.
 const FINISH: &str = r"
 local P, tn, eid, sid, lane, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -86,18 +90,21 @@ local lk = W .. 'lane:' .. lane
 if redis.call('LINDEX', lk, 0) ~= eid then return 0 end
 if outcome == 'retry' then
   redis.call('ZADD', W .. 'delayed', ARGV[7], eid .. '|' .. lane)
-  redis.call('HINCRBY', W .. 'tries', eid, 1)
+  if redis.call('HINCRBY', W .. 'tries', eid, 1) == 1 then
+    redis.call('HSET', W .. 'since', eid, ARGV[10])
+  end
   redis.call('HINCRBY', W .. 'stats', 'failed', 1)
   redis.call('HSET', W .. 'stats', 'last_error', ARGV[8])
   return 1
 end
 redis.call('LPOP', lk)
 redis.call('HDEL', W .. 'tries', eid)
+redis.call('HDEL', W .. 'since', eid)
 redis.call('ZREM', W .. 'pending', eid)
 if outcome == 'ok' then
   redis.call('HINCRBY', W .. 'stats', 'delivered', 1)
   if redis.call('HINCRBY', P .. 'ev:' .. eid, 'n', -1) <= 0 then redis.call('DEL', P .. 'ev:' .. eid) end
-else
+elseif outcome == 'dead' then
   redis.call('HSET', W .. 'dead', eid, ARGV[9])
   redis.call('HINCRBY', W .. 'stats', 'failed', 1)
   redis.call('HSET', W .. 'stats', 'last_error', ARGV[8])
@@ -195,9 +202,11 @@ impl RedisStore {
         if let Some(c) = conns.get(key) {
             return Ok(c.clone());
         }
+        // No 500 ms default: XREADGROUP blocks for up to MAX_BLOCK. A bound
+        // still exists so a half-open connection cannot hang a worker.
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(None);
+            .set_response_timeout(Some(MAX_BLOCK + Duration::from_secs(10)));
         let c = self
             .client
             .get_multiplexed_async_connection_with_config(&cfg)
@@ -225,26 +234,51 @@ impl RedisStore {
                 self.drop_entry(&w, &sid.id).await?;
                 continue;
             };
-            let (head, tries): (Option<String>, Option<u32>) = redis::pipe()
+            let (head, tries, since): (Option<String>, Option<u32>, Option<u64>) = redis::pipe()
                 .cmd("LINDEX")
                 .arg(format!("{w}lane:{lane}"))
                 .arg(0)
                 .cmd("HGET")
                 .arg(format!("{w}tries"))
                 .arg(&eid)
+                .cmd("HGET")
+                .arg(format!("{w}since"))
+                .arg(&eid)
                 .query_async(&mut self.conn())
                 .await?;
-            let event = if head.as_deref() == Some(eid.as_str()) {
+            let is_head = head.as_deref() == Some(eid.as_str());
+            let event = if is_head {
                 self.load_event(&eid).await?
             } else {
                 None
             };
+            if is_head && event.is_none() {
+                // Never expected (evicted?): drop it so the lane moves on.
+                tracing::error!(target = %target, event = %eid, "webhook event body missing; dropping it from its lane");
+                let _: i64 = SCRIPTS
+                    .finish
+                    .prepare_invoke()
+                    .arg(self.wh_prefix())
+                    .arg(target)
+                    .arg(&eid)
+                    .arg(&sid.id)
+                    .arg(&lane)
+                    .arg("drop")
+                    .arg(0)
+                    .arg("")
+                    .arg("")
+                    .arg(now_ms())
+                    .invoke_async(&mut self.conn())
+                    .await?;
+                continue;
+            }
             match event {
                 Some(event) => out.push(Delivery {
                     target: target.to_string(),
                     lane,
                     event,
                     attempts: tries.unwrap_or(0),
+                    failing_since_ms: since,
                     handle: sid.id,
                 }),
                 None => self.drop_entry(&w, &sid.id).await?,
@@ -351,119 +385,20 @@ impl OutboxStore for RedisStore {
         wait: Duration,
         reclaim_after: Duration,
     ) -> StoreResult<Vec<Delivery>> {
-        let w = self.wh_target(target);
-        let stream = format!("{w}ready");
-        let key = format!("{target}\n{consumer}");
-        let first = self.outbox.started.lock().insert(key.clone());
-        if first {
-            self.ensure_group(target).await?;
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        self.promote(target).await?;
-        if first {
-            // What this consumer held when it last stopped (same name after
-            // a restart): deliver it again before anything new.
-            let own: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(consumer)
-                .arg("COUNT")
-                .arg(max.max(1))
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg("0")
-                .query_async(&mut self.conn())
-                .await?;
-            let ids: Vec<StreamId> = own
-                .into_iter()
-                .flat_map(|r| r.keys)
-                .flat_map(|k| k.ids)
-                .collect();
-            if !ids.is_empty() {
-                let found = self.deliveries(target, ids).await?;
-                if !found.is_empty() {
-                    return Ok(found);
-                }
+        let r = self
+            .claim_once(target, consumer, max, wait, reclaim_after)
+            .await;
+        if let Err(e) = &r {
+            let key = format!("{target}\n{consumer}");
+            // The blocking connection may be the broken part: a new one next time.
+            self.outbox.conns.lock().await.remove(&key);
+            // The stream or its group vanished (flushed, restored, evicted):
+            // start over, which re-creates the group.
+            if matches!(e, StoreError::Redis(re) if re.code() == Some("NOGROUP")) {
+                self.outbox.started.lock().remove(&key);
             }
         }
-        let reclaim_due = {
-            let mut last = self.outbox.last_reclaim.lock();
-            let now = std::time::Instant::now();
-            match last.get(&key) {
-                Some(t) if now.duration_since(*t) < reclaim_after / 2 => false,
-                _ => {
-                    last.insert(key.clone(), now);
-                    true
-                }
-            }
-        };
-        if reclaim_due {
-            // Heads a silent replica held longer than any delivery takes.
-            let r: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(consumer)
-                .arg(reclaim_after.as_millis() as u64)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(max.max(1))
-                .query_async(&mut self.conn())
-                .await?;
-            if !r.claimed.is_empty() {
-                tracing::warn!(target = %target, count = r.claimed.len(), "re-claimed webhook deliveries from a silent replica");
-                let found = self.deliveries(target, r.claimed).await?;
-                if !found.is_empty() {
-                    return Ok(found);
-                }
-            }
-        }
-        let mut conn = self.blocking_conn(&key).await?;
-        loop {
-            // Block until new work, the deadline, or the next retry's due
-            // time (it must be promoted to `ready` to be read).
-            let now = tokio::time::Instant::now();
-            let mut block = deadline.saturating_duration_since(now);
-            let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(format!("{w}delayed"))
-                .arg(0)
-                .arg(0)
-                .arg("WITHSCORES")
-                .query_async(&mut self.conn())
-                .await?;
-            if let Some((_, due)) = next.first() {
-                block = block.min(Duration::from_millis(
-                    (*due as u64).saturating_sub(now_ms()),
-                ));
-            }
-            let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(consumer)
-                .arg("COUNT")
-                .arg(max.max(1))
-                .arg("BLOCK")
-                .arg(block.as_millis().max(1) as u64)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query_async(&mut conn)
-                .await?;
-            let ids: Vec<StreamId> = read
-                .into_iter()
-                .flat_map(|r| r.keys)
-                .flat_map(|k| k.ids)
-                .collect();
-            if !ids.is_empty() {
-                let found = self.deliveries(target, ids).await?;
-                if !found.is_empty() {
-                    return Ok(found);
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(Vec::new());
-            }
-            self.promote(target).await?;
-        }
+        r
     }
 
     async fn finish(&self, d: &Delivery, outcome: &Outcome) -> StoreResult<()> {
@@ -494,9 +429,17 @@ impl OutboxStore for RedisStore {
             .arg(due)
             .arg(error)
             .arg(serde_json::to_string(&dead).map_err(corrupt)?)
+            .arg(now_ms())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    async fn lane_len(&self, target: &str, lane: &str) -> StoreResult<u64> {
+        Ok(redis::cmd("LLEN")
+            .arg(format!("{}lane:{lane}", self.wh_target(target)))
+            .query_async(&mut self.conn())
+            .await?)
     }
 
     async fn status(&self, targets: &[String]) -> StoreResult<Vec<TargetStatus>> {
@@ -595,5 +538,131 @@ impl OutboxStore for RedisStore {
             n += r as usize;
         }
         Ok(n)
+    }
+}
+
+impl RedisStore {
+    /// One claim attempt (see `OutboxStore::claim`).
+    async fn claim_once(
+        &self,
+        target: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+        reclaim_after: Duration,
+    ) -> StoreResult<Vec<Delivery>> {
+        let w = self.wh_target(target);
+        let stream = format!("{w}ready");
+        let key = format!("{target}\n{consumer}");
+        let first = self.outbox.started.lock().insert(key.clone());
+        if first {
+            self.ensure_group(target).await?;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        self.promote(target).await?;
+        if first {
+            // What this consumer held when it last stopped (same name after
+            // a restart): deliver it again before anything new.
+            let own: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(max.max(1))
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg("0")
+                .query_async(&mut self.conn())
+                .await?;
+            let ids: Vec<StreamId> = own
+                .into_iter()
+                .flat_map(|r| r.keys)
+                .flat_map(|k| k.ids)
+                .collect();
+            if !ids.is_empty() {
+                let found = self.deliveries(target, ids).await?;
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+            }
+        }
+        let reclaim_due = {
+            let mut last = self.outbox.last_reclaim.lock();
+            let now = std::time::Instant::now();
+            match last.get(&key) {
+                Some(t) if now.duration_since(*t) < reclaim_after / 2 => false,
+                _ => {
+                    last.insert(key.clone(), now);
+                    true
+                }
+            }
+        };
+        if reclaim_due {
+            // Heads a silent replica held longer than any delivery takes.
+            let r: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(reclaim_after.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max.max(1))
+                .query_async(&mut self.conn())
+                .await?;
+            if !r.claimed.is_empty() {
+                tracing::warn!(target = %target, count = r.claimed.len(), "re-claimed webhook deliveries from a silent replica");
+                let found = self.deliveries(target, r.claimed).await?;
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+            }
+        }
+        let mut conn = self.blocking_conn(&key).await?;
+        loop {
+            // Block until new work, the deadline, or the next retry's due
+            // time (it must be promoted to `ready` to be read).
+            let now = tokio::time::Instant::now();
+            let mut block = deadline.saturating_duration_since(now).min(MAX_BLOCK);
+            let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(format!("{w}delayed"))
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query_async(&mut self.conn())
+                .await?;
+            if let Some((_, due)) = next.first() {
+                block = block.min(Duration::from_millis(
+                    (*due as u64).saturating_sub(now_ms()),
+                ));
+            }
+            let read: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(max.max(1))
+                .arg("BLOCK")
+                .arg(block.as_millis().max(1) as u64)
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query_async(&mut conn)
+                .await?;
+            let ids: Vec<StreamId> = read
+                .into_iter()
+                .flat_map(|r| r.keys)
+                .flat_map(|k| k.ids)
+                .collect();
+            if !ids.is_empty() {
+                let found = self.deliveries(target, ids).await?;
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            self.promote(target).await?;
+        }
     }
 }

@@ -82,7 +82,6 @@ async fn run_target(hooks: Arc<Webhooks>, target: Arc<Target>, store: Arc<dyn Ba
 async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn Backend, d: Delivery) {
     let started = std::time::Instant::now();
     let r = hooks.send(target, &d.event).await;
-    crate::telemetry::observe_webhook(target.name(), &r, started.elapsed(), false);
     let outcome = match r {
         Ok(()) => {
             tracing::debug!(target = %target.name(), event = %d.event.id, kind = d.event.kind.as_str(), "webhook delivered");
@@ -90,10 +89,19 @@ async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn Backend, d: Deli
         }
         Err(e) => outcome_of_failure(target, &d, e.reason),
     };
+    let result = match &outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "failed",
+        Outcome::Dead { .. } => "dead",
+    };
+    crate::telemetry::observe_webhook_attempt(target.name(), "async", result, started.elapsed());
+    if outcome == Outcome::Delivered {
+        let lag = now_ms().saturating_sub(d.event.at_ms);
+        crate::telemetry::WEBHOOK_LAG_SECONDS
+            .with_label_values(&[target.name()])
+            .observe(lag as f64 / 1000.0);
+    }
     if let Outcome::Dead { error } = &outcome {
-        crate::telemetry::WEBHOOK_ATTEMPTS
-            .with_label_values(&[target.name(), "async", "dead"])
-            .inc();
         tracing::error!(target = %target.name(), event = %d.event.id, kind = d.event.kind.as_str(), attempts = d.attempts + 1, error = %error, "webhook dead-lettered after max_age; `portcullis webhooks replay` re-sends it");
     }
     // The outcome must reach the store, or the head is retried (harmless)
@@ -109,11 +117,12 @@ async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn Backend, d: Deli
     }
 }
 
-/// Retry or give up, by the event's age.
+/// Retry, or give up once the event has been failing for `max_age` (as
+/// the head of its lane: waiting behind others or a replay does not count).
 fn outcome_of_failure(target: &Target, d: &Delivery, error: String) -> Outcome {
     let now = now_ms();
-    let age = Duration::from_millis(now.saturating_sub(d.event.at_ms));
-    if age >= target.cfg.max_age.get() {
+    let failing = Duration::from_millis(now.saturating_sub(d.failing_since_ms.unwrap_or(now)));
+    if failing >= target.cfg.max_age.get() {
         return Outcome::Dead { error };
     }
     let wait = backoff(

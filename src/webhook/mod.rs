@@ -53,6 +53,25 @@ pub struct Refusal {
     pub status: Option<u16>,
     pub reason: String,
     pub timed_out: bool,
+    /// Not asked at all: earlier events for the resource still wait in the
+    /// target's lane (or the store could not tell), so try again later.
+    pub busy: bool,
+}
+
+impl Refusal {
+    /// The status the SCIM client gets. An app's 400/403/409 pass through;
+    /// other 4xx become 400 (a 404 or 412 would tell the IdP the resource
+    /// or its version is wrong); 5xx and unreachable 502, timeout 504, a
+    /// busy lane 503.
+    pub fn scim_status(&self) -> u16 {
+        match self.status {
+            _ if self.busy => 503,
+            Some(s @ (400 | 403 | 409)) => s,
+            Some(400..=499) => 400,
+            _ if self.timed_out => 504,
+            _ => 502,
+        }
+    }
 }
 
 /// The configured targets and the HTTP client that reaches them.
@@ -194,7 +213,11 @@ impl Webhooks {
     /// Asks the sync targets about SCIM events (in order), then returns the
     /// outbox entries for everyone else. A refusal stops everything: the
     /// caller must not write.
-    pub async fn prepare(&self, events: Vec<OutboxEvent>) -> Result<Emit, Refusal> {
+    pub async fn prepare(
+        &self,
+        store: &dyn crate::store::Backend,
+        events: Vec<OutboxEvent>,
+    ) -> Result<Emit, Refusal> {
         let mut emit = Emit::none();
         for ev in events {
             if ev.is_empty() {
@@ -206,6 +229,21 @@ impl Webhooks {
                     continue;
                 }
                 if t.cfg.mode == WebhookMode::Sync && ev.source == Source::Scim {
+                    // A sync send must not overtake what already waits for
+                    // this user or group (JIT, session events, retries).
+                    let waiting = store.lane_len(t.name(), &ev.lane()).await;
+                    if waiting.as_ref().map_or(true, |n| *n > 0) {
+                        return Err(Refusal {
+                            target: t.name().to_string(),
+                            status: None,
+                            reason: match waiting {
+                                Ok(n) => format!("{n} earlier event(s) about this resource are still waiting for delivery; try again later"),
+                                Err(e) => format!("the outbox is unavailable ({e}); try again later"),
+                            },
+                            timed_out: false,
+                            busy: true,
+                        });
+                    }
                     self.send_sync(t, &ev).await?;
                 } else {
                     queued.push(t.name().to_string());
@@ -234,12 +272,14 @@ impl Webhooks {
     async fn send_sync(&self, t: &Target, ev: &OutboxEvent) -> Result<(), Refusal> {
         let started = std::time::Instant::now();
         let r = self.send(t, ev).await;
-        crate::telemetry::observe_webhook(t.name(), &r, started.elapsed(), true);
+        let result = if r.is_ok() { "delivered" } else { "failed" };
+        crate::telemetry::observe_webhook_attempt(t.name(), "sync", result, started.elapsed());
         r.map_err(|e| Refusal {
             target: t.name().to_string(),
             status: e.status,
             reason: e.reason,
             timed_out: e.timed_out,
+            busy: false,
         })
     }
 
@@ -266,7 +306,11 @@ impl Webhooks {
                 reason: if e.is_timeout() {
                     format!("no answer within {:?}", t.cfg.timeout.get())
                 } else {
-                    format!("cannot reach {}: {}", t.cfg.url.as_str(), root_cause(&e))
+                    format!(
+                        "cannot reach {}: {}",
+                        crate::config::redact_url(t.cfg.url.as_str()),
+                        root_cause(&e)
+                    )
                 },
             })?;
         let status = resp.status();

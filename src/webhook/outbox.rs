@@ -249,6 +249,10 @@ pub struct Delivery {
     pub lane: String,
     /// Failed attempts so far.
     pub attempts: u32,
+    /// When the first of those failed (`max_age` counts from there, so an
+    /// event that waited behind others, or was replayed, gets its full
+    /// retry window).
+    pub failing_since_ms: Option<u64>,
     /// Backend handle (the Redis stream entry id; empty for redb).
     pub handle: String,
 }
@@ -319,6 +323,10 @@ pub trait OutboxStore: Send + Sync {
     /// Records the outcome of an attempt on a claimed head. Idempotent: a
     /// head already finished (by a consumer that re-claimed it) is left alone.
     async fn finish(&self, delivery: &Delivery, outcome: &Outcome) -> StoreResult<()>;
+
+    /// Events waiting in one lane of a target (a sync delivery must not
+    /// overtake them).
+    async fn lane_len(&self, target: &str, lane: &str) -> StoreResult<u64>;
 
     /// Queue figures for each named target.
     async fn status(&self, targets: &[String]) -> StoreResult<Vec<TargetStatus>>;

@@ -19,6 +19,8 @@ pub enum Answer {
     Refuse(u16, String),
     /// Sleep this long, then accept (for timeouts).
     Hang(Duration),
+    /// Refuse (503) events of this type, accept the others.
+    RefuseType(String),
 }
 
 /// One accepted request.
@@ -69,6 +71,12 @@ impl Receiver {
                         return (StatusCode::from_u16(code).unwrap(), reason).into_response()
                     }
                     Answer::Hang(d) => tokio::time::sleep(d).await,
+                    Answer::RefuseType(kind) => {
+                        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        if v["type"] == kind.as_str() {
+                            return (StatusCode::SERVICE_UNAVAILABLE, "not now").into_response();
+                        }
+                    }
                     Answer::Accept => {}
                 }
                 let h = |n: &str| {
