@@ -15,6 +15,7 @@ demo: setup
 test: setup
 	@REDIS_URL="$${REDIS_URL:-$$(scripts/ensure-redis.sh)}"; export REDIS_URL; \
 	echo "make test: REDIS_URL=$$REDIS_URL"; \
+	scripts/pyenv.sh >/dev/null && \
 	cargo test --all-targets --no-fail-fast
 
 lint: setup

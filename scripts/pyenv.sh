@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 VENV=target/pyenv
 PY="$VENV/bin/python"
 
+mkdir -p target
+# Tests run in parallel: one creates the venv, the others wait for it.
+exec 9>target/pyenv.lock
+flock 9
 if ! "$PY" -c "import standardwebhooks" >/dev/null 2>&1; then
   echo "pyenv: creating $VENV with standardwebhooks" >&2
   rm -rf "$VENV"
