@@ -855,3 +855,67 @@ async fn a_sync_send_waits_for_earlier_events_of_the_user(redis: bool) {
     );
 }
 on_both_backends!(a_sync_send_waits_for_earlier_events_of_the_user);
+
+/// Redis: a replica killed mid-delivery and never restarted; the other one
+/// re-claims what it held after `reclaim_after` and delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_replicas_deliveries_are_taken_over() {
+    let rx = Receiver::start();
+    let app = RecordingApp::start();
+    let token = portcullis::secret::new_token("scim_");
+    let prefix = unique_prefix("wh-takeover");
+    let hook = webhook_toml(
+        "app",
+        &rx.url(),
+        &secret(),
+        &format!("{FAST_RETRY}timeout = \"2s\"\nreclaim_after = \"3s\"\n"),
+    );
+    let start_replica = || {
+        let mut o = GatewayOpts::new(&app.url());
+        o.redis_prefix = Some(prefix.clone());
+        o.extra = format!("{}{hook}", scim_toml(&token));
+        Gateway::start(o)
+    };
+    let (mut a, b) = (start_replica(), start_replica());
+    rx.answer(Answer::Hang(Duration::from_secs(30)));
+    let mut users = Vec::new();
+    for i in 0..12 {
+        let (s, v) = scim(
+            &a,
+            &token,
+            "POST",
+            "/Users",
+            Some(json!({"userName": format!("t{i}@acme.test"), "active": true})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        users.push(v["id"].as_str().unwrap().to_string());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rx.attempts() < 12 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rx.attempts() >= 12, "every event in flight before the kill");
+    a.stop(); // SIGKILL, and it stays down
+    rx.answer(Answer::Accept);
+    let got = rx
+        .wait_for(
+            "all 12 from the surviving replica",
+            Duration::from_secs(30),
+            || b.log(),
+            |g| {
+                g.iter()
+                    .map(|x| x.id.as_str())
+                    .collect::<HashSet<_>>()
+                    .len()
+                    >= 12
+            },
+        )
+        .await;
+    for id in &users {
+        assert!(!lane(&got, id).is_empty(), "user {id} delivered");
+    }
+    // 12 requests were in flight and a replica holds at most 8 (concurrency):
+    // the dead one held some, and they came back through a re-claim.
+    assert!(b.log().contains("re-claimed webhook deliveries"), "{}", b.log());
+}
