@@ -135,6 +135,24 @@ enum WebhooksCommand {
         #[arg(long, value_parser = parse_since)]
         since: Option<u64>,
     },
+    /// Drop dead letters for good: those named by --id, those that happened
+    /// before --before, or --all.
+    Discard {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only this target (default: every target).
+        #[arg(long)]
+        target: Option<String>,
+        /// This event id (repeatable).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+        /// Events that happened before this time: RFC 3339 or an age (`7d`).
+        #[arg(long, value_parser = parse_since)]
+        before: Option<u64>,
+        /// Every dead letter (of --target, or of every target).
+        #[arg(long, conflicts_with_all = ["ids", "before"])]
+        all: bool,
+    },
     /// Queue the current directory as `*.created` events for one target (an
     /// app added later catches up).
     Backfill {
@@ -428,6 +446,26 @@ fn webhooks(command: WebhooksCommand) -> Result<(), String> {
             let body = serde_json::json!({"target": target, "ids": ids, "since_ms": since});
             let v = admin_call(&admin, reqwest::Method::POST, "webhooks/replay", Some(body))?;
             println!("re-queued {} dead letter(s)", v["replayed"]);
+        }
+        WebhooksCommand::Discard {
+            admin,
+            target,
+            ids,
+            before,
+            all,
+        } => {
+            if ids.is_empty() && before.is_none() && !all {
+                return Err("name what to discard: --id, --before or --all".into());
+            }
+            let body =
+                serde_json::json!({"target": target, "ids": ids, "before_ms": before, "all": all});
+            let v = admin_call(
+                &admin,
+                reqwest::Method::POST,
+                "webhooks/discard",
+                Some(body),
+            )?;
+            println!("discarded {} dead letter(s)", v["discarded"]);
         }
         WebhooksCommand::Backfill { admin, target } => {
             let body = serde_json::json!({ "target": target });

@@ -67,6 +67,7 @@ suite!(
     a_dead_letter_moves_the_lane_on_and_replay_requeues_it,
     finishing_twice_or_a_stale_head_changes_nothing,
     concurrent_replays_requeue_a_dead_letter_once,
+    a_discarded_dead_letter_is_gone_for_good,
     group_events_carry_the_stored_record,
 );
 
@@ -610,4 +611,54 @@ async fn concurrent_replays_requeue_a_dead_letter_once(store: Arc<dyn Backend>) 
         .unwrap();
     assert_eq!(deliver_all(&store, APP).await.len(), 1);
     assert_eq!(pending(&store, APP).await, 0);
+}
+
+async fn a_discarded_dead_letter_is_gone_for_good(store: Arc<dyn Backend>) {
+    store
+        .create_user_emit(
+            T,
+            User::new("a@acme.test"),
+            for_targets(EventType::UserCreated, &[APP]),
+        )
+        .await
+        .unwrap();
+    let d = claim(&store, APP, "c1").await.remove(0);
+    store
+        .finish(
+            &d,
+            &Outcome::Dead {
+                error: "down".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .discard(APP, &["evt_other".into()], None)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.discard(APP, &[], Some(d.event.at_ms)).await.unwrap(),
+        0,
+        "not before its time"
+    );
+    assert_eq!(
+        store
+            .discard(APP, &[], Some(d.event.at_ms + 1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.dead_letters(&[APP.into()]).await.unwrap().is_empty());
+    assert_eq!(
+        store.replay(APP, &[], None).await.unwrap(),
+        0,
+        "nothing left to replay"
+    );
+    assert_eq!(
+        store.status(&[APP.into()]).await.unwrap()[0].dead_letters,
+        0
+    );
 }

@@ -705,6 +705,21 @@ async fn a_dead_letter_is_kept_then_replayed(redis: bool) {
     let st = e.status_when(|st| st["delivered"] == 1).await;
     assert_eq!(st["dead_letters"], 0, "{st}");
     assert_eq!(st["pending"], 0, "{st}");
+
+    // A dead letter the app will never want can be dropped instead.
+    rx.answer(Answer::Refuse(500, "still down".into()));
+    e.create_user("gone@acme.test").await;
+    e.status_when(|st| st["dead_letters"] == 1).await;
+    let (ok, out) = cli(&e, &["webhooks", "discard"]);
+    assert!(!ok && out.contains("--all"), "refuses to guess: {out}");
+    let (ok, out) = cli(&e, &["webhooks", "discard", "--all"]);
+    assert!(ok && out.contains("discarded 1"), "{out}");
+    let st = e.status().await;
+    assert_eq!(
+        (st["dead_letters"].as_u64(), st["pending"].as_u64()),
+        (Some(0), Some(0)),
+        "{st}"
+    );
 }
 on_both_backends!(a_dead_letter_is_kept_then_replayed);
 
@@ -917,5 +932,9 @@ async fn a_dead_replicas_deliveries_are_taken_over() {
     }
     // 12 requests were in flight and a replica holds at most 8 (concurrency):
     // the dead one held some, and they came back through a re-claim.
-    assert!(b.log().contains("re-claimed webhook deliveries"), "{}", b.log());
+    assert!(
+        b.log().contains("re-claimed webhook deliveries"),
+        "{}",
+        b.log()
+    );
 }

@@ -9,6 +9,7 @@
 //! - `GET    /admin/webhooks`               outbox status per target
 //! - `GET    /admin/webhooks/dead-letters[?target=]`
 //! - `POST   /admin/webhooks/replay`        `{"target"?, "ids"?, "since_ms"?}`
+//! - `POST   /admin/webhooks/discard`       `{"target"?, "ids"?, "before_ms"?}`
 //! - `POST   /admin/webhooks/backfill`      `{"target"}`
 //!
 //! Routing and handling are pure (`route`); the pingora `ServeHttp` impl
@@ -290,6 +291,31 @@ async fn webhooks_api(
             )
             .await
             .map(|n| json!({"replayed": n}))
+        }
+        (&Method::POST, ["discard"]) => {
+            let ids: Vec<String> = args["ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if ids.is_empty() && args["before_ms"].as_u64().is_none() && args["all"] != true {
+                return LocalResponse::json(
+                    400,
+                    &json!({"error": "name ids, before_ms, or all: true"}),
+                );
+            }
+            ops::discard(
+                hooks,
+                store,
+                args["target"].as_str(),
+                &ids,
+                args["before_ms"].as_u64(),
+            )
+            .await
+            .map(|n| json!({"discarded": n}))
         }
         (&Method::POST, ["backfill"]) => match args["target"].as_str() {
             Some(t) => ops::backfill(&app.cfg, hooks, store, t)

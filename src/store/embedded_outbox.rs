@@ -475,6 +475,39 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    fn discard_sync(
+        &self,
+        target: &str,
+        ids: &[String],
+        before: Option<u64>,
+    ) -> StoreResult<usize> {
+        let chosen: Vec<DeadLetter> = self
+            .dead_sync(&[target.to_string()])?
+            .into_iter()
+            .filter(|d| ids.is_empty() || ids.contains(&d.event_id))
+            .filter(|d| before.is_none_or(|b| d.at_ms < b))
+            .collect();
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin_write().map_err(err)?;
+        let mut n = 0;
+        for d in &chosen {
+            let removed = txn
+                .open_table(DEAD)
+                .map_err(err)?
+                .remove((target, d.event_id.as_str()))
+                .map_err(err)?
+                .is_some();
+            if removed {
+                release(&txn, &d.event_id)?;
+                n += 1;
+            }
+        }
+        txn.commit().map_err(err)?;
+        Ok(n)
+    }
+
     fn replay_sync(&self, target: &str, ids: &[String], since: Option<u64>) -> StoreResult<usize> {
         let chosen: Vec<DeadLetter> = self
             .dead_sync(&[target.to_string()])?
@@ -602,6 +635,19 @@ impl OutboxStore for EmbeddedStore {
         .map_err(|e| StoreError::Task(e.to_string()))??;
         self.outbox_appended();
         Ok(())
+    }
+
+    async fn discard(
+        &self,
+        target: &str,
+        ids: &[String],
+        before_ms: Option<u64>,
+    ) -> StoreResult<usize> {
+        let me = self.clone();
+        let (t, ids) = (target.to_string(), ids.to_vec());
+        tokio::task::spawn_blocking(move || me.discard_sync(&t, &ids, before_ms))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn lane_len(&self, target: &str, lane: &str) -> StoreResult<u64> {

@@ -139,7 +139,16 @@ redis.call('ZADD', W .. 'pending', ARGV[5], eid)
 return 1
 ";
 
+/// Drops one dead letter and its reference. ARGV: P, target, event id.
+const DISCARD: &str = r"
+local P, tn, eid = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HDEL', P .. 't:' .. tn .. ':dead', eid) == 0 then return 0 end
+if redis.call('HINCRBY', P .. 'ev:' .. eid, 'n', -1) <= 0 then redis.call('DEL', P .. 'ev:' .. eid) end
+return 1
+";
+
 struct Scripts {
+    discard: Script,
     append: Script,
     finish: Script,
     promote: Script,
@@ -147,6 +156,7 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    discard: Script::new(DISCARD),
     append: Script::new(APPEND),
     finish: Script::new(FINISH),
     promote: Script::new(PROMOTE),
@@ -433,6 +443,34 @@ impl OutboxStore for RedisStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    async fn discard(
+        &self,
+        target: &str,
+        ids: &[String],
+        before_ms: Option<u64>,
+    ) -> StoreResult<usize> {
+        let chosen: Vec<DeadLetter> = self
+            .dead_letters(&[target.to_string()])
+            .await?
+            .into_iter()
+            .filter(|d| ids.is_empty() || ids.contains(&d.event_id))
+            .filter(|d| before_ms.is_none_or(|b| d.at_ms < b))
+            .collect();
+        let mut n = 0;
+        for d in chosen {
+            let r: i64 = SCRIPTS
+                .discard
+                .prepare_invoke()
+                .arg(self.wh_prefix())
+                .arg(target)
+                .arg(&d.event_id)
+                .invoke_async(&mut self.conn())
+                .await?;
+            n += r as usize;
+        }
+        Ok(n)
     }
 
     async fn lane_len(&self, target: &str, lane: &str) -> StoreResult<u64> {

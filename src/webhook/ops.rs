@@ -98,6 +98,25 @@ pub async fn replay(
     Ok(n)
 }
 
+/// Drops dead letters for good (all targets unless one is named).
+pub async fn discard(
+    hooks: &Webhooks,
+    store: &dyn Backend,
+    target: Option<&str>,
+    ids: &[String],
+    before_ms: Option<u64>,
+) -> Result<usize, OpsError> {
+    let mut n = 0;
+    for t in chosen(hooks, target)? {
+        let k = store.discard(&t, ids, before_ms).await?;
+        if k > 0 {
+            tracing::warn!(target = %t, discarded = k, "dead letters discarded by an operator");
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
 /// Queues the whole directory (every tenant the target accepts) for one
 /// target: users first, then groups with their members, as `*.created`.
 pub async fn backfill(

@@ -343,6 +343,16 @@ pub trait OutboxStore: Send + Sync {
         ids: &[String],
         since_ms: Option<u64>,
     ) -> StoreResult<usize>;
+
+    /// Drops dead letters of `target` for good (the app will never get
+    /// them): with `ids`, only those; with `before_ms`, only events that
+    /// happened before it. Returns how many were dropped.
+    async fn discard(
+        &self,
+        target: &str,
+        ids: &[String],
+        before_ms: Option<u64>,
+    ) -> StoreResult<usize>;
 }
 
 /// Milliseconds to wait before attempt `attempts + 1`: exponential from
