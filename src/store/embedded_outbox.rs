@@ -73,7 +73,15 @@ struct Retry {
 pub struct OutboxRuntime {
     claimed: Mutex<HashSet<(String, String)>>,
     wake: tokio::sync::Notify,
+    /// When a delivery outcome was last fsync'd (see `finish_sync`).
+    last_durable_ms: std::sync::atomic::AtomicU64,
 }
+
+/// Delivery outcomes are fsync'd at most this often; the ones in between
+/// are committed without waiting for the disk. A crash loses at most this
+/// much bookkeeping, and losing it only means those events are sent again
+/// (at-least-once), so the fsync per delivery is not worth its cost.
+const OUTCOME_FSYNC_EVERY_MS: u64 = 200;
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(EVENTS).map_err(err)?;
@@ -312,7 +320,18 @@ impl EmbeddedStore {
         let target = d.target.as_str();
         let id = d.event.id.as_str();
         let lane = d.event.lane();
-        let txn = self.db.begin_write().map_err(err)?;
+        let mut txn = self.db.begin_write().map_err(err)?;
+        let now = now_ms();
+        let last = &self.outbox.last_durable_ms;
+        if now.saturating_sub(last.load(std::sync::atomic::Ordering::Relaxed))
+            < OUTCOME_FSYNC_EVERY_MS
+        {
+            // Persisted by the next durable commit (this process's next
+            // outcome past the interval, or any directory write).
+            txn.set_durability(redb::Durability::None);
+        } else {
+            last.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
         {
             let mut lanes = txn.open_table(LANES).map_err(err)?;
             let Some((seq, head)) = head_of(&lanes, target, &lane)? else {
