@@ -3,7 +3,7 @@
 # Idempotent: it only calls apt-get when something is missing.
 set -euo pipefail
 
-PACKAGES=(curl chromium chromium-driver cmake clang libclang-dev libxml2-dev libxmlsec1-dev libxslt1-dev libssl-dev pkg-config redis-server python3-venv)
+PACKAGES=(curl chromium chromium-driver cmake clang libclang-dev libxml2-dev libxmlsec1-dev xmlsec1 libxslt1-dev libssl-dev pkg-config redis-server python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

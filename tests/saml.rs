@@ -1164,6 +1164,12 @@ async fn with_an_sp_key_authn_requests_are_signed_and_the_metadata_says_so() {
         .unwrap();
     assert!(md.contains("AuthnRequestsSigned=\"true\""), "{md}");
     assert!(md.contains(&sp.cert_b64), "SP certificate published");
+    assert!(
+        md.contains("<md:KeyDescriptor use=\"encryption\">")
+            && md.contains("Algorithm=\"http://www.w3.org/2009/xmlenc11#aes256-gcm\"")
+            && md.contains("Algorithm=\"http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p\""),
+        "encryption key and accepted algorithms published: {md}"
+    );
 }
 
 #[tokio::test]
@@ -1515,5 +1521,392 @@ async fn a_forged_response_does_not_burn_the_pending_request() {
         r.status(),
         303,
         "the genuine response still completes the sign-in"
+    );
+}
+
+// ---- Encrypted assertions (XML Encryption by xmlsec1, keys made here) ----
+
+/// An SP key pair made by the test in `dir`, and the `[saml]` lines for it.
+fn sp_keypair(dir: &std::path::Path) -> (TestIdp, String) {
+    let sp = TestIdp::new("sp");
+    let cert = sp.write_cert(dir, "sp.crt");
+    let key = dir.join("sp.key");
+    std::fs::write(&key, sp.private_key_pem()).unwrap();
+    let toml = format!(
+        "sp_key = \"{}\"\nsp_cert = \"{}\"",
+        key.display(),
+        cert.display()
+    );
+    (sp, toml)
+}
+
+/// A gateway with an SP key; returns it, the SP key pair and the key's directory.
+fn env_with_sp_key(idp_extra: &str) -> (Env, TestIdp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (sp, saml) = sp_keypair(dir.path());
+    (env_with(idp_extra, &saml), sp, dir)
+}
+
+/// Encrypts the assertion for `cert_pem` with the default (AES-256-CBC, RSA-OAEP).
+fn encrypted_for(cert_pem: &str) -> impl FnOnce(&mut ResponseOpts) + '_ {
+    move |o: &mut ResponseOpts| o.encrypt_for = Some(Encryption::new(cert_pem))
+}
+
+#[tokio::test]
+async fn an_encrypted_assertion_in_a_signed_response_signs_in() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    let mut layouts: Vec<Encryption> = ContentCipher::ALL
+        .iter()
+        .map(|c| Encryption {
+            cipher: *c,
+            ..Encryption::new(&sp.cert_pem)
+        })
+        .collect();
+    layouts.push(Encryption {
+        detached_key: true,
+        ..Encryption::new(&sp.cert_pem)
+    });
+    for enc in layouts {
+        let (id, cookie) = e.begin("/reports").await;
+        let mut o = e.opts(Some(&id));
+        o.sign_assertion = false;
+        o.encrypt_for = Some(enc.clone());
+        let xml = e.idp.response_xml(&o);
+        assert!(
+            xml.contains("<saml:EncryptedAssertion") && !xml.contains("alice@example.com"),
+            "{xml}"
+        );
+        let r = e.post(&b64(&xml), Some(&cookie), None).await;
+        assert_eq!(r.status(), 303, "{enc:?}: {}", e.gw.log());
+        assert_eq!(r.headers()[LOCATION], "/reports");
+        let me = claims_after(&e, &session_of(&r)).await;
+        assert_eq!(me["email"], "alice@example.com", "{enc:?}");
+        assert_eq!(
+            me["groups"],
+            serde_json::json!(["admins", "staff"]),
+            "{enc:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_encrypted_idp_initiated_assertion_is_accepted_once() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    let mut o = e.opts(None);
+    encrypted_for(&sp.cert_pem)(&mut o);
+    let b64 = e.idp.response_b64(&o);
+    let r = e.post(&b64, None, Some("/dashboard")).await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    assert_eq!(r.headers()[LOCATION], "/dashboard");
+    assert_eq!(e.refused(&b64, None, 400).await, "replay");
+}
+
+#[tokio::test]
+async fn an_encrypted_assertion_signed_inside_signs_in_when_the_assertion_must_be_signed() {
+    let (e, sp, _dir) = env_with_sp_key("require_signature = \"assertion\"");
+    for (sign_response, cipher) in [
+        (false, ContentCipher::Aes256Cbc),
+        (false, ContentCipher::Aes128Gcm),
+        (true, ContentCipher::Aes256Gcm),
+    ] {
+        let r = sign_in(&e, |o| {
+            o.sign_response = sign_response;
+            o.sign_assertion = true;
+            o.encrypt_for = Some(Encryption {
+                cipher,
+                ..Encryption::new(&sp.cert_pem)
+            });
+        })
+        .await;
+        assert_eq!(
+            r.status(),
+            303,
+            "response signed: {sign_response}, {cipher:?}: {}",
+            e.gw.log()
+        );
+        let me = claims_after(&e, &session_of(&r)).await;
+        assert_eq!(me["email"], "alice@example.com");
+    }
+}
+
+#[tokio::test]
+async fn refuses_an_encrypted_assertion_unsigned_inside_when_the_assertion_must_be_signed() {
+    let (e, sp, _dir) = env_with_sp_key("require_signature = \"assertion\"");
+    e.assert_refused(
+        |o| {
+            encrypted_for(&sp.cert_pem)(o);
+            o.sign_response = true;
+            o.sign_assertion = false;
+        },
+        "unsigned",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn refuses_an_encrypted_assertion_without_a_required_response_signature() {
+    let (e, sp, _dir) = env_with_sp_key("require_signature = \"response\"");
+    e.assert_refused(
+        |o| {
+            encrypted_for(&sp.cert_pem)(o);
+            o.sign_response = false;
+            o.sign_assertion = true;
+        },
+        "unsigned",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn refuses_an_encrypted_assertion_signed_by_nobody_or_by_another_key() {
+    // Anyone can encrypt for the SP's published certificate: encryption
+    // proves nothing about the sender.
+    let (e, sp, _dir) = env_with_sp_key("");
+    let attacker = TestIdp::new("https://idp.example.test/metadata");
+    e.assert_refused(
+        |o| {
+            encrypted_for(&sp.cert_pem)(o);
+            o.sign_response = false;
+            o.sign_assertion = false;
+        },
+        "unsigned",
+    )
+    .await;
+    for sign_response in [false, true] {
+        let (id, cookie) = e.begin("/").await;
+        let mut o = e.opts(Some(&id));
+        encrypted_for(&sp.cert_pem)(&mut o);
+        o.signer = Some(&attacker);
+        o.sign_response = sign_response;
+        o.sign_assertion = !sign_response;
+        assert_eq!(
+            e.refused(&e.idp.response_b64(&o), Some(&cookie), 400).await,
+            "bad_signature",
+            "response signed: {sign_response}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_an_assertion_encrypted_for_another_key() {
+    let (e, _sp, _dir) = env_with_sp_key("");
+    let other = TestIdp::new("another-sp");
+    for (sign_response, sign_assertion) in [(true, false), (false, true)] {
+        e.assert_refused(
+            |o| {
+                encrypted_for(&other.cert_pem)(o);
+                o.sign_response = sign_response;
+                o.sign_assertion = sign_assertion;
+            },
+            "decryption_failed",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn refuses_an_encrypted_assertion_when_no_sp_key_is_configured() {
+    let e = env();
+    let sp = TestIdp::new("sp");
+    e.assert_refused(encrypted_for(&sp.cert_pem), "no_sp_key")
+        .await;
+}
+
+#[tokio::test]
+async fn refuses_tampered_ciphertext_and_keeps_serving() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    // The Response signature covers the ciphertext: checked before decrypting.
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    encrypted_for(&sp.cert_pem)(&mut o);
+    let xml = tamper_ciphertext(&e.idp.response_xml(&o), 20);
+    assert_eq!(
+        e.refused(&b64(&xml), Some(&cookie), 400).await,
+        "bad_signature"
+    );
+    // Only the inner assertion signed: decryption itself fails (GCM's tag),
+    // or, for CBC, the garbled plaintext or its signature does.
+    for (cipher, from_end) in [
+        (ContentCipher::Aes128Gcm, 0),
+        (ContentCipher::Aes256Gcm, 40),
+        (ContentCipher::Aes256Cbc, 0),
+        (ContentCipher::Aes256Cbc, 16),
+        (ContentCipher::Aes128Cbc, 100),
+    ] {
+        let (id, cookie) = e.begin("/").await;
+        let mut o = e.opts(Some(&id));
+        o.sign_response = false;
+        o.encrypt_for = Some(Encryption {
+            cipher,
+            ..Encryption::new(&sp.cert_pem)
+        });
+        let xml = tamper_ciphertext(&e.idp.response_xml(&o), from_end);
+        let reason = e.refused(&b64(&xml), Some(&cookie), 400).await;
+        if matches!(cipher, ContentCipher::Aes128Gcm | ContentCipher::Aes256Gcm) {
+            assert_eq!(reason, "decryption_failed", "{cipher:?}");
+        } else {
+            assert!(
+                ["decryption_failed", "bad_signature", "malformed"].contains(&reason.as_str()),
+                "{cipher:?} byte {from_end}: {reason}"
+            );
+        }
+    }
+    assert_eq!(e.app.count(), 0);
+    // The gateway is still up and a genuine encrypted response gets through.
+    let r = sign_in(&e, encrypted_for(&sp.cert_pem)).await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+}
+
+#[tokio::test]
+async fn refuses_plain_and_encrypted_assertions_together() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    for encrypted_first in [true, false] {
+        let (id, cookie) = e.begin("/").await;
+        let o = e.opts(Some(&id));
+        let plain = e.idp.assertion(&o);
+        let mut evil = e.opts(Some(&id));
+        evil.name_id = "mallory@example.com".into();
+        let encrypted = encrypt_assertion(&e.idp.assertion(&evil), &Encryption::new(&sp.cert_pem));
+        let both = if encrypted_first {
+            format!("{encrypted}{plain}")
+        } else {
+            format!("{plain}{encrypted}")
+        };
+        let xml = e.idp.wrap(&o, &both);
+        assert_eq!(
+            e.refused(&b64(&xml), Some(&cookie), 400).await,
+            "mixed_assertions",
+            "encrypted first: {encrypted_first}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_wrapped_or_nested_encrypted_assertions() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    // A genuine signed response with an encrypted assertion, wrapped in an
+    // unsigned one carrying the attacker's own encrypted assertion.
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    encrypted_for(&sp.cert_pem)(&mut o);
+    let genuine = e.idp.response_xml(&o);
+    let mut evil = e.opts(Some(&id));
+    evil.sign_response = false;
+    evil.sign_assertion = false;
+    evil.name_id = "mallory@example.com".into();
+    let evil_encrypted = encrypt_assertion(&e.idp.assertion(&evil), &Encryption::new(&sp.cert_pem));
+    let xml = e.idp.wrap(
+        &evil,
+        &format!("{evil_encrypted}<samlp:Extensions>{genuine}</samlp:Extensions>"),
+    );
+    assert_eq!(e.refused(&b64(&xml), Some(&cookie), 400).await, "malformed");
+    // A signed assertion wrapped inside the attacker's unsigned one, encrypted.
+    let (id, cookie) = e.begin("/").await;
+    let mut signed = e.opts(Some(&id));
+    signed.sign_response = false;
+    let inner = e.idp.assertion(&signed);
+    let mut evil = e.opts(Some(&id));
+    evil.sign_response = false;
+    evil.sign_assertion = false;
+    evil.name_id = "mallory@example.com".into();
+    let wrapper = e.idp.assertion(&evil).replacen(
+        "<saml:Subject>",
+        &format!("<saml:Advice>{inner}</saml:Advice><saml:Subject>"),
+        1,
+    );
+    let xml = e.idp.wrap(
+        &evil,
+        &encrypt_assertion(&wrapper, &Encryption::new(&sp.cert_pem)),
+    );
+    assert_eq!(e.refused(&b64(&xml), Some(&cookie), 400).await, "malformed");
+}
+
+#[tokio::test]
+async fn refuses_pkcs1_v15_key_transport() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = Some(Encryption {
+                key_transport: RSA_1_5,
+                ..Encryption::new(&sp.cert_pem)
+            })
+        },
+        "encryption_unsupported",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_decrypted_assertion_gets_the_checks_of_a_plain_one() {
+    let (e, sp, _dir) = env_with_sp_key("");
+    let enc = || Some(Encryption::new(&sp.cert_pem));
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = enc();
+            o.audience = Some("https://another-sp.example".into());
+        },
+        "audience_mismatch",
+    )
+    .await;
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = enc();
+            o.recipient = "https://evil.example/acs".into();
+        },
+        "recipient_mismatch",
+    )
+    .await;
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = enc();
+            o.not_on_or_after = Utc::now() - Duration::minutes(5);
+            o.issue_instant = Utc::now() - Duration::minutes(6);
+            o.not_before = Utc::now() - Duration::minutes(7);
+        },
+        "expired",
+    )
+    .await;
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = enc();
+            o.destination = Some("https://evil.example/acs".into());
+        },
+        "destination_mismatch",
+    )
+    .await;
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = enc();
+            o.status = "urn:oasis:names:tc:SAML:2.0:status:Requester".into();
+        },
+        "status_not_success",
+    )
+    .await;
+    // Inner signature with SHA-1 (the Response is not signed).
+    e.assert_refused(
+        |o| {
+            o.encrypt_for = enc();
+            o.sign_response = false;
+            o.sha1 = true;
+        },
+        "sha1_refused",
+    )
+    .await;
+    // A comment inside the encrypted NameID (signatures ignore comments).
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.sign_response = false;
+    o.name_id = "user@evil.com.example.com".into();
+    let assertion = e.idp.assertion(&o).replace(
+        "user@evil.com.example.com</saml:NameID>",
+        "user@evil.com<!---->.example.com</saml:NameID>",
+    );
+    let xml = e.idp.wrap(
+        &o,
+        &encrypt_assertion(&assertion, &Encryption::new(&sp.cert_pem)),
+    );
+    assert_eq!(
+        e.refused(&b64(&xml), Some(&cookie), 400).await,
+        "xml_comment"
     );
 }

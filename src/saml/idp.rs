@@ -58,6 +58,13 @@ pub struct Idp {
     pub sp: ServiceProvider,
     /// Validates unsolicited (IdP-initiated) responses.
     pub sp_unsolicited: ServiceProvider,
+    /// `sp` without any IdP certificate or SP key: samael's checks (issuer,
+    /// destination, recipient, times, InResponseTo, status) but no signature
+    /// verification. Only for a Response rebuilt from content whose
+    /// signatures were verified beforehand (a decrypted assertion).
+    pub checks_only: ServiceProvider,
+    /// `sp_unsolicited` likewise.
+    pub checks_only_unsolicited: ServiceProvider,
     /// The configured signing certificates (the only keys trusted for this IdP).
     pub certs: Vec<samael::crypto::CertificateDer>,
 }
@@ -394,6 +401,8 @@ fn build_idp(
     let slo_url = strict.slo_binding_location(HTTP_REDIRECT_BINDING);
     let mut unsolicited = strict.clone();
     unsolicited.allow_idp_initiated = true;
+    let checks_only = without_keys(&strict)?;
+    let checks_only_unsolicited = without_keys(&unsolicited)?;
     Ok(Idp {
         id: c.id.clone(),
         display_name: c.display_name.clone().unwrap_or_else(|| c.id.clone()),
@@ -412,6 +421,25 @@ fn build_idp(
         jit: c.jit.clone(),
         sp: strict,
         sp_unsolicited: unsolicited,
+        checks_only,
+        checks_only_unsolicited,
         certs,
     })
+}
+
+/// A copy of `sp` that trusts no IdP certificate and holds no SP key, so
+/// samael neither verifies signatures nor decrypts (see `Idp::checks_only`).
+fn without_keys(sp: &ServiceProvider) -> Result<ServiceProvider, (String, String)> {
+    let mut c = sp.clone();
+    c.key = None;
+    for d in c.idp_metadata.idp_sso_descriptors.iter_mut().flatten() {
+        d.key_descriptors.clear();
+    }
+    match c.idp_signing_certs() {
+        Ok(None) => Ok(c),
+        _ => Err((
+            "certificate".into(),
+            "internal: could not derive the post-decryption validator".into(),
+        )),
+    }
 }

@@ -12,8 +12,15 @@ pub fn sp_metadata(sp: &SpSettings) -> String {
         Some(der) => {
             let b64 = base64::engine::general_purpose::STANDARD.encode(der);
             let ki = format!("<ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>");
+            // The algorithms `xmlenc` accepts, preferred first (IdPs that
+            // read SP metadata, e.g. Shibboleth, pick from these).
+            let methods: String = super::xmlenc::CONTENT_ALGORITHMS
+                .iter()
+                .chain(super::xmlenc::KEY_TRANSPORT_ALGORITHMS.iter())
+                .map(|a| format!("<md:EncryptionMethod Algorithm=\"{a}\"/>"))
+                .collect();
             format!(
-                "<md:KeyDescriptor use=\"signing\">{ki}</md:KeyDescriptor><md:KeyDescriptor use=\"encryption\">{ki}</md:KeyDescriptor>"
+                "<md:KeyDescriptor use=\"signing\">{ki}</md:KeyDescriptor><md:KeyDescriptor use=\"encryption\">{ki}{methods}</md:KeyDescriptor>"
             )
         }
         None => String::new(),

@@ -1,5 +1,6 @@
 //! `saml` makes the gateway a SAML 2.0 Service Provider: the IdP registry
-//! (`idp`), response validation (`response`, pure), SP metadata
+//! (`idp`), response validation (`response`, pure; `xmlenc` decrypts
+//! EncryptedAssertion), SP metadata
 //! (`metadata`) and the sign-in endpoints (`web`: login page, AuthnRequest,
 //! ACS, logout). Every refusal is a [`SamlError`] with a stable reason code
 //! that goes to the log next to a reference id shown to the user. It knows
@@ -11,6 +12,7 @@ pub mod remote;
 pub mod response;
 pub mod slo;
 pub mod web;
+pub mod xmlenc;
 
 use crate::config::{Config, Problem, SamlConfig};
 
@@ -68,8 +70,14 @@ pub enum SamlError {
     WrongIdp(String, String),
     #[error("asserted email {0} is outside the IdP's domains")]
     ForeignEmail(String),
-    #[error("encrypted assertion: {0}")]
-    Encrypted(String),
+    #[error("the Response holds both a plain and an encrypted assertion")]
+    MixedAssertions,
+    #[error("EncryptedAssertion received but no saml.sp_key is configured to decrypt it")]
+    NoSpKey,
+    #[error("encrypted assertion could not be decrypted: {0}")]
+    Decrypt(String),
+    #[error("encrypted assertion uses an algorithm that is not accepted: {0}")]
+    EncryptionUnsupported(String),
     #[error("store unavailable: {0}")]
     Store(String),
     #[error("{0}")]
@@ -103,7 +111,10 @@ impl SamlError {
             Self::SubjectConfirmation(_) => "subject_confirmation",
             Self::Deactivated(_) => "user_deactivated",
             Self::NotProvisioned(_) => "user_not_provisioned",
-            Self::Encrypted(_) => "encrypted_assertion",
+            Self::MixedAssertions => "mixed_assertions",
+            Self::NoSpKey => "no_sp_key",
+            Self::Decrypt(_) => "decryption_failed",
+            Self::EncryptionUnsupported(_) => "encryption_unsupported",
             Self::WrongIdp(..) => "wrong_idp",
             Self::ForeignEmail(_) => "foreign_email_domain",
             Self::Store(_) => "store_unavailable",
@@ -155,14 +166,18 @@ impl SamlError {
             E::ResponseBadStatusCode { code } => Self::Status(code),
             E::AssertionBearerSubjectConfirmationMissing
             | E::AssertionSubjectConfirmationMissing => Self::SubjectConfirmation(e.to_string()),
-            E::MissingPrivateKeySP
-            | E::EncryptedAssertionsNotYetSupported
-            | E::MissingEncryptedKeyInfo
+            // Encrypted assertions are decrypted by `xmlenc`, never by samael:
+            // these only arise if one slipped past `response::inspect`.
+            E::MissingPrivateKeySP => Self::NoSpKey,
+            E::EncryptedAssertionsNotYetSupported
+            | E::EncryptedAssertionKeyMethodUnsupported { .. }
+            | E::EncryptedAssertionValueMethodUnsupported { .. } => {
+                Self::EncryptionUnsupported(e.to_string())
+            }
+            E::MissingEncryptedKeyInfo
             | E::MissingEncryptedValueInfo
             | E::EncryptedAssertionInvalid
-            | E::FailedToDecryptAssertion
-            | E::EncryptedAssertionKeyMethodUnsupported { .. }
-            | E::EncryptedAssertionValueMethodUnsupported { .. } => Self::Encrypted(e.to_string()),
+            | E::FailedToDecryptAssertion => Self::Decrypt(e.to_string()),
             E::FailedToParseSamlResponse(_)
             | E::FailedToParseSamlAssertion(_)
             | E::DeserializeResponseError => Self::Malformed(e.to_string()),

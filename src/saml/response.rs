@@ -2,13 +2,21 @@
 //!
 //! 1. [`inspect`] reads the raw message before any signature work: size,
 //!    base64, no DTD/entities, no comments (they defeat canonicalization and
-//!    truncate NameIDs), one Response with exactly one Assertion, no SHA-1
-//!    unless allowed, and which elements carry a signature of their own.
+//!    truncate NameIDs), one Response with exactly one Assertion or exactly
+//!    one EncryptedAssertion (never both), no SHA-1 unless allowed, and
+//!    which elements carry a signature of their own.
 //! 2. [`verify`] runs samael (signatures against the configured
 //!    certificates only, XSW-safe reduction to the signed content, issuer,
 //!    destination, recipient, times, InResponseTo, status), then adds what
 //!    samael leaves to the caller: a required Audience, the configured
 //!    signature requirement, and the attribute mapping.
+//!
+//! An EncryptedAssertion takes a detour before samael's checks (see
+//! [`verify`]): the Response's signature, if any, is verified first and only
+//! the signed ciphertext is decrypted, with the SP key (`xmlenc`); the
+//! plaintext gets the checks of step 1, its own signature is verified
+//! against the IdP's certificates (XSW-safe, as above), and the Response is
+//! rebuilt around the verified assertion for samael's remaining checks.
 //!
 //! Replay and InResponseTo bookkeeping need the store and live in `web`.
 
@@ -16,9 +24,10 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
 
 use super::idp::{Idp, SpSettings};
-use super::SamlError;
+use super::{xmlenc, SamlError};
 use crate::config::SignatureRequirement;
 
 const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -35,6 +44,7 @@ pub struct Inspected {
     /// Issuer of the Response, or of the Assertion when the Response has none.
     pub issuer: Option<String>,
     pub response_signed: bool,
+    /// Always false for an EncryptedAssertion: known only after decryption.
     pub assertion_signed: bool,
     pub encrypted: bool,
 }
@@ -51,6 +61,56 @@ pub fn refuse_unsafe_xml(xml: &str) -> Result<(), SamlError> {
         return Err(SamlError::Comment);
     }
     Ok(())
+}
+
+fn parse(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..Default::default()
+    };
+    roxmltree::Document::parse_with_options(xml, opts)
+        .map_err(|e| SamlError::Malformed(format!("XML: {e}")))
+}
+
+/// SHA-1 as a signature or digest algorithm anywhere. The OAEP digest of an
+/// EncryptedKey (`xenc:EncryptionMethod/ds:DigestMethod`, SHA-1 by default
+/// at most IdPs) is not a signature: OAEP needs no collision resistance.
+fn refuse_sha1(doc: &roxmltree::Document) -> Result<(), SamlError> {
+    const SHA1: [&str; 3] = [
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        "http://www.w3.org/2000/09/xmldsig#sha1",
+        "http://www.w3.org/2000/09/xmldsig#dsa-sha1",
+    ];
+    let oaep_digest = |n: &roxmltree::Node| {
+        n.has_tag_name((NS_DSIG, "DigestMethod"))
+            && n.parent_element()
+                .is_some_and(|p| p.has_tag_name((xmlenc::NS_XMLENC, "EncryptionMethod")))
+    };
+    let sha1 = doc.descendants().filter(|n| n.is_element()).any(|n| {
+        n.attributes().any(|a| {
+            let v = a.value().trim();
+            SHA1.iter().any(|s| v.eq_ignore_ascii_case(s))
+        }) && !oaep_digest(&n)
+    });
+    if sha1 {
+        return Err(SamlError::Sha1);
+    }
+    Ok(())
+}
+
+/// Whether `el` carries an enveloped signature of its own (a direct
+/// ds:Signature child with a Reference to `#ID`).
+fn signed_by_own_signature(el: roxmltree::Node) -> bool {
+    let Some(id) = el.attribute("ID") else {
+        return false;
+    };
+    el.children()
+        .filter(|n| n.has_tag_name((NS_DSIG, "Signature")))
+        .any(|sig| {
+            sig.descendants()
+                .filter(|n| n.has_tag_name((NS_DSIG, "Reference")))
+                .any(|r| r.attribute("URI") == Some(format!("#{id}").as_str()))
+        })
 }
 
 /// Decodes and inspects the `SAMLResponse` form value.
@@ -72,19 +132,10 @@ pub fn inspect(
     let xml = String::from_utf8(raw)
         .map_err(|_| SamlError::Malformed("SAMLResponse is not UTF-8".into()))?;
     refuse_unsafe_xml(&xml)?;
-    if !allow_sha1
-        && (xml.contains("xmldsig#rsa-sha1")
-            || xml.contains("xmldsig#sha1")
-            || xml.contains("xmldsig#dsa-sha1"))
-    {
-        return Err(SamlError::Sha1);
+    let doc = parse(&xml)?;
+    if !allow_sha1 {
+        refuse_sha1(&doc)?;
     }
-    let opts = roxmltree::ParsingOptions {
-        allow_dtd: false,
-        ..Default::default()
-    };
-    let doc = roxmltree::Document::parse_with_options(&xml, opts)
-        .map_err(|e| SamlError::Malformed(format!("XML: {e}")))?;
     let root = doc.root_element();
     if !(root.has_tag_name((NS_PROTOCOL, "Response"))) {
         return Err(SamlError::Malformed(
@@ -99,18 +150,27 @@ pub fn inspect(
         .children()
         .filter(|n| n.has_tag_name((NS_ASSERTION, "Assertion")))
         .collect();
-    let encrypted = root
-        .children()
-        .any(|n| n.has_tag_name((NS_ASSERTION, "EncryptedAssertion")));
+    let all_encrypted = doc
+        .descendants()
+        .filter(|n| n.has_tag_name((NS_ASSERTION, "EncryptedAssertion")))
+        .count();
+    let encrypted = all_encrypted > 0;
     let all_assertions = doc
         .descendants()
         .filter(|n| n.has_tag_name((NS_ASSERTION, "Assertion")))
         .count();
     if encrypted {
-        if !assertions.is_empty() || all_assertions > 0 {
-            return Err(SamlError::Malformed(
-                "mixed plain and encrypted assertions".into(),
-            ));
+        if all_assertions > 0 {
+            return Err(SamlError::MixedAssertions);
+        }
+        let direct = root
+            .children()
+            .filter(|n| n.has_tag_name((NS_ASSERTION, "EncryptedAssertion")))
+            .count();
+        if direct != 1 || all_encrypted != 1 {
+            return Err(SamlError::Malformed(format!(
+                "expected exactly one EncryptedAssertion, found {all_encrypted} ({direct} directly in the Response)"
+            )));
         }
     } else if assertions.len() != 1 || all_assertions != 1 {
         return Err(SamlError::Malformed(format!(
@@ -118,18 +178,6 @@ pub fn inspect(
             assertions.len()
         )));
     }
-    let signed_by_own_signature = |el: roxmltree::Node| -> bool {
-        let Some(id) = el.attribute("ID") else {
-            return false;
-        };
-        el.children()
-            .filter(|n| n.has_tag_name((NS_DSIG, "Signature")))
-            .any(|sig| {
-                sig.descendants()
-                    .filter(|n| n.has_tag_name((NS_DSIG, "Reference")))
-                    .any(|r| r.attribute("URI") == Some(format!("#{id}").as_str()))
-            })
-    };
     let response_signed = signed_by_own_signature(root);
     let assertion_signed = assertions
         .first()
@@ -186,27 +234,18 @@ pub fn verify(
     msg: &Inspected,
     request_id: Option<&str>,
 ) -> Result<Login, SamlError> {
-    match idp.require_signature {
-        SignatureRequirement::Response if !msg.response_signed => {
-            return Err(SamlError::Unsigned("Response"))
-        }
-        // The signature inside an EncryptedAssertion is not verified after
-        // decryption, so "assertion" cannot be honoured for one: refuse.
-        SignatureRequirement::Assertion if !msg.assertion_signed || msg.encrypted => {
-            return Err(SamlError::Unsigned("Assertion"))
-        }
-        _ => {}
-    }
-    if !msg.response_signed && !msg.assertion_signed && !msg.encrypted {
-        return Err(SamlError::Unsigned("Response or Assertion"));
-    }
-    let (provider, ids) = match request_id {
-        Some(id) => (&idp.sp, Some(vec![id])),
-        None => (&idp.sp_unsolicited, None),
+    let assertion = if msg.encrypted {
+        verify_encrypted(idp, sp, msg, request_id)?
+    } else {
+        check_requirement(idp, msg.response_signed, msg.assertion_signed)?;
+        let (provider, ids) = match request_id {
+            Some(id) => (&idp.sp, Some(vec![id])),
+            None => (&idp.sp_unsolicited, None),
+        };
+        provider
+            .parse_xml_response(&msg.xml, ids.as_deref())
+            .map_err(SamlError::from_samael)?
     };
-    let assertion = provider
-        .parse_xml_response(&msg.xml, ids.as_deref())
-        .map_err(SamlError::from_samael)?;
     // samael checks the Audience only when present: we require it.
     let audiences: Vec<&String> = assertion
         .conditions
@@ -302,4 +341,167 @@ pub fn verify(
         groups,
         attributes,
     })
+}
+
+/// The configured signature requirement, from which elements carry a
+/// signature of their own (verified later, by samael or `verify_encrypted`).
+fn check_requirement(
+    idp: &Idp,
+    response_signed: bool,
+    assertion_signed: bool,
+) -> Result<(), SamlError> {
+    match idp.require_signature {
+        SignatureRequirement::Response if !response_signed => Err(SamlError::Unsigned("Response")),
+        SignatureRequirement::Assertion if !assertion_signed => {
+            Err(SamlError::Unsigned("Assertion"))
+        }
+        _ if !response_signed && !assertion_signed => {
+            Err(SamlError::Unsigned("Response or Assertion"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Verifies every signature in `xml` against the IdP's certificates and
+/// returns the XSW-safe reduction to the signed content, rooted at the
+/// element named `(ns, name)` with this `id` (else the signature covered
+/// something else, and the message is refused).
+fn reduce_to_signed(
+    idp: &Idp,
+    xml: &str,
+    ns: &str,
+    name: &str,
+    id: &str,
+) -> Result<String, SamlError> {
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &idp.certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        idp.sp.allowed_signature_algorithms.as_deref(),
+    )
+    .map_err(|_| SamlError::Signature)?;
+    let reduced = xmlenc::strip_xml_decl(&reduced).to_string();
+    let doc = parse(&reduced)?;
+    let root = doc.root_element();
+    if !root.has_tag_name((ns, name)) || root.attribute("ID") != Some(id) {
+        return Err(SamlError::Signature);
+    }
+    Ok(reduced)
+}
+
+/// An EncryptedAssertion, in this order:
+/// 1. no SP key → refused; the Response's own signature, when it has one,
+///    is verified and the message reduced to what it signs, so only signed
+///    ciphertext is decrypted (a signature is required here when
+///    `require_signature = "response"`);
+/// 2. the one EncryptedAssertion is decrypted with the SP key;
+/// 3. the plaintext is checked like a plain message (no DTD, comments or
+///    SHA-1; exactly one Assertion), then the signature requirement is
+///    applied with the inner assertion's own signature, which is verified
+///    against the IdP's certificates and reduced like the Response's;
+/// 4. the Response is rebuilt with the verified assertion in place of the
+///    EncryptedAssertion and given to samael's checks without signature
+///    verification (`Idp::checks_only`): everything in it was verified
+///    above, or is an unsigned Response shell whose assertion is signed
+///    (as for a plain message with only the assertion signed).
+fn verify_encrypted(
+    idp: &Idp,
+    sp: &SpSettings,
+    msg: &Inspected,
+    request_id: Option<&str>,
+) -> Result<samael::schema::Assertion, SamlError> {
+    let key = sp.key.as_ref().ok_or(SamlError::NoSpKey)?;
+    if idp.require_signature == SignatureRequirement::Response && !msg.response_signed {
+        return Err(SamlError::Unsigned("Response"));
+    }
+    let shell = if msg.response_signed {
+        reduce_to_signed(idp, &msg.xml, NS_PROTOCOL, "Response", &msg.response_id)?
+    } else {
+        msg.xml.clone()
+    };
+    let doc = parse(&shell)?;
+    // Whatever namespace: samael's parser goes by local names.
+    let named = |local: &str| {
+        doc.descendants()
+            .filter(|n| n.is_element() && n.tag_name().name() == local)
+            .count()
+    };
+    if named("Assertion") > 0 {
+        return Err(SamlError::MixedAssertions);
+    }
+    let encrypted: Vec<_> = doc
+        .root_element()
+        .children()
+        .filter(|n| n.has_tag_name((NS_ASSERTION, "EncryptedAssertion")))
+        .collect();
+    let [ea] = encrypted[..] else {
+        return Err(SamlError::Malformed(
+            "expected exactly one EncryptedAssertion".into(),
+        ));
+    };
+    if named("EncryptedAssertion") != 1 {
+        return Err(SamlError::Malformed(
+            "expected exactly one EncryptedAssertion".into(),
+        ));
+    }
+    let plaintext = xmlenc::decrypt_assertion(ea, key)?;
+
+    refuse_unsafe_xml(&plaintext)?;
+    let inner = roxmltree::Document::parse_with_options(
+        &plaintext,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| SamlError::Decrypt(format!("decrypted content is not XML: {e}")))?;
+    if !sp.allow_sha1 {
+        refuse_sha1(&inner)?;
+    }
+    let root = inner.root_element();
+    if !root.has_tag_name((NS_ASSERTION, "Assertion")) {
+        return Err(SamlError::Decrypt(
+            "decrypted content is not a saml:Assertion".into(),
+        ));
+    }
+    let nested = inner.descendants().filter(|n| {
+        n.is_element()
+            && *n != root
+            && matches!(n.tag_name().name(), "Assertion" | "EncryptedAssertion")
+    });
+    if nested.count() > 0 {
+        return Err(SamlError::Malformed(
+            "the decrypted Assertion contains another assertion".into(),
+        ));
+    }
+    let assertion_id = root
+        .attribute("ID")
+        .ok_or_else(|| SamlError::Malformed("Assertion has no ID".into()))?
+        .to_string();
+    let inner_signed = signed_by_own_signature(root);
+    check_requirement(idp, msg.response_signed, inner_signed)?;
+    let has_signature = inner
+        .descendants()
+        .any(|n| n.has_tag_name((NS_DSIG, "Signature")));
+    let assertion_xml = if has_signature {
+        reduce_to_signed(idp, &plaintext, NS_ASSERTION, "Assertion", &assertion_id)?
+    } else {
+        plaintext.clone()
+    };
+    drop(inner);
+
+    let range = ea.range();
+    let rebuilt = format!(
+        "{}{}{}",
+        &shell[..range.start],
+        assertion_xml.trim_end(),
+        &shell[range.end..]
+    );
+    let (provider, ids) = match request_id {
+        Some(id) => (&idp.checks_only, Some(vec![id])),
+        None => (&idp.checks_only_unsolicited, None),
+    };
+    provider
+        .parse_xml_response(&rebuilt, ids.as_deref())
+        .map_err(SamlError::from_samael)
 }

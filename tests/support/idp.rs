@@ -1,6 +1,8 @@
 //! A test SAML IdP: its own RSA key and certificate (made here), signed
 //! Responses built from templates so every malformed case can be produced,
-//! and a reader for the gateway's HTTP-Redirect AuthnRequests.
+//! assertions encrypted for the SP the way IdPs do (XML Encryption by the
+//! `xmlsec1` CLI, an implementation independent of the gateway's), and a
+//! reader for the gateway's HTTP-Redirect AuthnRequests.
 #![allow(dead_code)]
 
 use std::io::Read;
@@ -169,10 +171,15 @@ impl TestIdp {
         }
     }
 
-    /// A complete Response XML, signed as `o` says.
+    /// A complete Response XML, signed as `o` says; with `o.encrypt_for`,
+    /// the assertion (signed or not) is encrypted before the Response is
+    /// signed, as IdPs do.
     pub fn response_xml(&self, o: &ResponseOpts) -> String {
         let assertion = self.assertion(o);
-        self.wrap(o, &assertion)
+        match &o.encrypt_for {
+            Some(enc) => self.wrap(o, &encrypt_assertion(&assertion, enc)),
+            None => self.wrap(o, &assertion),
+        }
     }
 
     /// Wraps any assertion XML in a Response (signed when `o.sign_response`).
@@ -315,6 +322,8 @@ pub struct ResponseOpts<'a> {
     pub sha1: bool,
     /// Sign with another IdP's key (an attacker's).
     pub signer: Option<&'a TestIdp>,
+    /// Send the assertion as an EncryptedAssertion for this SP certificate.
+    pub encrypt_for: Option<Encryption>,
 }
 
 impl<'a> ResponseOpts<'a> {
@@ -346,8 +355,176 @@ impl<'a> ResponseOpts<'a> {
             session_index: rand_id(),
             sha1: false,
             signer: None,
+            encrypt_for: None,
         }
     }
+}
+
+const XMLENC: &str = "http://www.w3.org/2001/04/xmlenc#";
+const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+
+/// XML Encryption content algorithm of an EncryptedAssertion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentCipher {
+    Aes128Cbc,
+    Aes256Cbc,
+    Aes128Gcm,
+    Aes256Gcm,
+}
+
+impl ContentCipher {
+    pub const ALL: [ContentCipher; 4] = [
+        Self::Aes128Cbc,
+        Self::Aes256Cbc,
+        Self::Aes128Gcm,
+        Self::Aes256Gcm,
+    ];
+
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::Aes128Cbc => "http://www.w3.org/2001/04/xmlenc#aes128-cbc",
+            Self::Aes256Cbc => "http://www.w3.org/2001/04/xmlenc#aes256-cbc",
+            Self::Aes128Gcm => "http://www.w3.org/2009/xmlenc11#aes128-gcm",
+            Self::Aes256Gcm => "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+        }
+    }
+
+    fn session_key(self) -> &'static str {
+        match self {
+            Self::Aes128Cbc | Self::Aes128Gcm => "aes-128",
+            Self::Aes256Cbc | Self::Aes256Gcm => "aes-256",
+        }
+    }
+}
+
+/// RSA-OAEP (MGF1 and digest SHA-1), what ADFS, Entra ID and Okta send.
+pub const RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+/// RSA PKCS#1 v1.5 key transport (refused by the gateway).
+pub const RSA_1_5: &str = "http://www.w3.org/2001/04/xmlenc#rsa-1_5";
+
+/// How an assertion is encrypted for the SP.
+#[derive(Clone, Debug)]
+pub struct Encryption {
+    /// The certificate (PEM) whose RSA key the content key is encrypted to.
+    pub cert_pem: String,
+    pub cipher: ContentCipher,
+    /// Key transport algorithm URI.
+    pub key_transport: &'static str,
+    /// The EncryptedKey beside the EncryptedData, referenced from its
+    /// KeyInfo (Shibboleth's layout) rather than inside that KeyInfo.
+    pub detached_key: bool,
+}
+
+impl Encryption {
+    /// AES-256-CBC with RSA-OAEP inside the KeyInfo: the common IdP default.
+    pub fn new(cert_pem: &str) -> Self {
+        Self {
+            cert_pem: cert_pem.to_string(),
+            cipher: ContentCipher::Aes256Cbc,
+            key_transport: RSA_OAEP_MGF1P,
+            detached_key: false,
+        }
+    }
+}
+
+/// `<saml:EncryptedAssertion>` holding `assertion_xml` encrypted as `enc`
+/// says, by `xmlsec1 encrypt` (a fresh content key each time, the key
+/// transported to `enc.cert_pem`, whose certificate goes in the KeyInfo).
+pub fn encrypt_assertion(assertion_xml: &str, enc: &Encryption) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("sp.crt");
+    let data = dir.path().join("assertion.xml");
+    let template = dir.path().join("template.xml");
+    std::fs::write(&cert, &enc.cert_pem).unwrap();
+    std::fs::write(&data, assertion_xml).unwrap();
+    let oaep_digest = if enc.key_transport == RSA_OAEP_MGF1P {
+        format!("<ds:DigestMethod Algorithm=\"{DSIG}sha1\"/>")
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        &template,
+        format!(
+            "<xenc:EncryptedData xmlns:xenc=\"{XMLENC}\" xmlns:ds=\"{DSIG}\" Type=\"{XMLENC}Element\">\
+<xenc:EncryptionMethod Algorithm=\"{}\"/><ds:KeyInfo><xenc:EncryptedKey>\
+<xenc:EncryptionMethod Algorithm=\"{}\">{oaep_digest}</xenc:EncryptionMethod>\
+<ds:KeyInfo><ds:X509Data/></ds:KeyInfo><xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo>\
+<xenc:CipherData><xenc:CipherValue/></xenc:CipherData></xenc:EncryptedData>",
+            enc.cipher.uri(),
+            enc.key_transport
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("xmlsec1")
+        .arg("encrypt")
+        .arg("--pubkey-cert-pem")
+        .arg(&cert)
+        .args(["--session-key", enc.cipher.session_key()])
+        .arg("--binary-data")
+        .arg(&data)
+        .arg(&template)
+        .output()
+        .expect("xmlsec1 runs (Debian package xmlsec1, installed by scripts/setup.sh)");
+    assert!(
+        out.status.success(),
+        "xmlsec1 encrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut encrypted_data = strip_decl(&String::from_utf8(out.stdout).unwrap())
+        .trim_end()
+        .to_string();
+    let mut beside = String::new();
+    if enc.detached_key {
+        let start = encrypted_data.find("<xenc:EncryptedKey>").unwrap();
+        let end =
+            encrypted_data.find("</xenc:EncryptedKey>").unwrap() + "</xenc:EncryptedKey>".len();
+        let key = encrypted_data[start..end].replacen(
+            "<xenc:EncryptedKey>",
+            &format!("<xenc:EncryptedKey xmlns:xenc=\"{XMLENC}\" xmlns:ds=\"{DSIG}\" Id=\"_ek1\">"),
+            1,
+        );
+        encrypted_data.replace_range(
+            start..end,
+            &format!("<ds:RetrievalMethod Type=\"{XMLENC}EncryptedKey\" URI=\"#_ek1\"/>"),
+        );
+        beside = key;
+    }
+    format!(
+        "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">{encrypted_data}{beside}</saml:EncryptedAssertion>"
+    )
+}
+
+/// `xml` with one byte of the encrypted assertion's ciphertext (its
+/// EncryptedData CipherValue) flipped, `from_end` bytes before its end.
+pub fn tamper_ciphertext(xml: &str, from_end: usize) -> String {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    let data = doc
+        .descendants()
+        .find(|n| n.has_tag_name((XMLENC, "EncryptedData")))
+        .expect("an EncryptedData");
+    let value = data
+        .children()
+        .find(|n| n.has_tag_name((XMLENC, "CipherData")))
+        .and_then(|d| {
+            d.children()
+                .find(|n| n.has_tag_name((XMLENC, "CipherValue")))
+        })
+        .unwrap();
+    let range = value.first_child().unwrap().range();
+    let text: String = xml[range.clone()]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut bytes = engine.decode(text).unwrap();
+    let i = bytes.len() - 1 - from_end;
+    bytes[i] ^= 0x01;
+    format!(
+        "{}{}{}",
+        &xml[..range.start],
+        engine.encode(bytes),
+        &xml[range.end..]
+    )
 }
 
 /// The AuthnRequest carried by an HTTP-Redirect URL: (ID, full XML).
