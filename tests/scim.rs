@@ -1314,3 +1314,46 @@ async fn provisioning_log_records_requests_with_bounded_retention(redis: bool) {
     );
 }
 on_both_backends!(provisioning_log_records_requests_with_bounded_retention);
+
+/// On Redis the rate limit is one budget for every replica, not one each.
+#[tokio::test]
+async fn the_rate_limit_is_shared_by_replicas_on_redis() {
+    let app = RecordingApp::start();
+    let token = portcullis::secret::new_token("scim_");
+    let other = portcullis::secret::new_token("scim_");
+    let prefix = unique_prefix("scim-rate");
+    let replica = || {
+        let mut o = GatewayOpts::new(&app.url());
+        o.redis_prefix = Some(prefix.clone());
+        o.extra = scim_config(&token, &other, "rate_limit = \"4/m\"");
+        Gateway::start(o)
+    };
+    let (a, b) = (replica(), replica());
+    let get = |gw: &Gateway| {
+        client()
+            .get(gw.url("/scim/v2/ServiceProviderConfig"))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .send()
+    };
+    for gw in [&a, &b, &a, &b] {
+        assert_eq!(get(gw).await.unwrap().status(), 200);
+    }
+    for gw in [&a, &b] {
+        let r = get(gw).await.unwrap();
+        assert_eq!(r.status(), 429, "the fifth request, on either replica");
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    // Another client has its own budget.
+    let r = client()
+        .get(a.url("/scim/v2/ServiceProviderConfig"))
+        .header(AUTHORIZATION, format!("Bearer {other}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -45,6 +45,14 @@ impl RateLimit {
         })
     }
 
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     /// Takes one request from the budget, or says how long until the window resets.
     pub fn take(&self) -> Result<(), Duration> {
         let mut s = self.state.lock();

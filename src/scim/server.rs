@@ -193,7 +193,21 @@ async fn serve(
     };
     let name = client.cfg.name.clone();
     if let Some(limit) = &client.limit {
-        if let Err(wait) = limit.take() {
+        // Shared by every replica on Redis (else N replicas would allow N
+        // times the budget); in-process on the embedded store (one process).
+        let key = format!("scim-rate:{}", client.cfg.name);
+        let verdict = match app.store.window_hit(&key, limit.window()).await {
+            Ok(Some((hits, reset))) if hits > u64::from(limit.limit()) => {
+                Err(reset.max(std::time::Duration::from_secs(1)))
+            }
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => limit.take(),
+            Err(e) => {
+                tracing::warn!(client = %client.cfg.name, error = %e, "shared SCIM rate limit unavailable; counting in this process");
+                limit.take()
+            }
+        };
+        if let Err(wait) = verdict {
             let resp = error(&ScimError::new(
                 429,
                 None,

@@ -31,6 +31,17 @@ pub trait StateStore: Send + Sync {
     async fn peek_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Deletes expired entries (backends without native expiry).
     async fn purge_expired_state(&self, now_ms: u64) -> StoreResult<usize>;
+    /// Counts one hit in a fixed window shared by every replica (the window
+    /// starts at its first hit): `Some((hits so far, time until it resets))`,
+    /// or `None` when the backend serves one process, where an in-process
+    /// count is exact and costs no write.
+    async fn window_hit(
+        &self,
+        _key: &str,
+        _window: Duration,
+    ) -> StoreResult<Option<(u64, Duration)>> {
+        Ok(None)
+    }
 }
 
 pub(super) const STATE_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
@@ -178,5 +189,26 @@ impl StateStore for RedisStore {
 
     async fn purge_expired_state(&self, _now_ms: u64) -> StoreResult<usize> {
         Ok(0) // PX expiry
+    }
+
+    async fn window_hit(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> StoreResult<Option<(u64, Duration)>> {
+        // INCR and the expiry of a new window in one script, so a crash
+        // between them cannot leave a counter that never resets.
+        let (n, ttl): (u64, i64) = redis::Script::new(
+            r"local n = redis.call('INCR', KEYS[1])
+              if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+              local ttl = redis.call('PTTL', KEYS[1])
+              if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+              return {n, ttl}",
+        )
+        .key(format!("{}window:{key}", self.prefix))
+        .arg((window.as_millis() as u64).max(1))
+        .invoke_async(&mut self.conn())
+        .await?;
+        Ok(Some((n, Duration::from_millis(ttl.max(0) as u64))))
     }
 }
