@@ -210,6 +210,16 @@ pub fn tombstone(current: &User, now: u64) -> DirectoryResult<User> {
     Ok(user)
 }
 
+/// The user as a `user.deleted` event shows it after a hard delete (no
+/// record remains to read): deleted and inactive, otherwise as it was.
+pub fn as_deleted(current: &User) -> User {
+    User {
+        deleted: true,
+        active: false,
+        ..current.clone()
+    }
+}
+
 /// Validates a group's own attributes and normalises its externalId.
 /// Members are checked by `member_ids` and resolved by the backend.
 pub fn validate_group(tenant: &str, group: &mut Group) -> DirectoryResult<()> {

@@ -274,14 +274,7 @@ async fn webhooks_api(
             ops::dead_letters(hooks, store, param("target").as_deref()).await
         }
         (&Method::POST, ["replay"]) => {
-            let ids: Vec<String> = args["ids"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ids = strings(&args["ids"]);
             ops::replay(
                 hooks,
                 store,
@@ -293,14 +286,7 @@ async fn webhooks_api(
             .map(|n| json!({"replayed": n}))
         }
         (&Method::POST, ["discard"]) => {
-            let ids: Vec<String> = args["ids"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ids = strings(&args["ids"]);
             if ids.is_empty() && args["before_ms"].as_u64().is_none() && args["all"] != true {
                 return LocalResponse::json(
                     400,
@@ -335,6 +321,17 @@ async fn webhooks_api(
             LocalResponse::json(503, &json!({"error": e.to_string()}))
         }
     }
+}
+
+/// The strings of a JSON array (anything else: none).
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn decode(s: &str) -> String {

@@ -835,11 +835,7 @@ impl Ctx<'_> {
     async fn delete_user(&self, id: &str) -> Result<LocalResponse, ScimError> {
         let current = self.live_user(id).await?;
         let dir = &self.app.store;
-        let gone = User {
-            deleted: true,
-            active: false,
-            ..current.clone()
-        };
+        let gone = rules::as_deleted(&current);
         let emit = self
             .outbox(vec![self.event(EventType::UserDeleted).with_user(&gone)])
             .await?;

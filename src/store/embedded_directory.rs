@@ -557,11 +557,7 @@ impl DirectoryStore for EmbeddedStore {
             w.unindex_user(&t, &id, &UserKeys::of(&current))?;
             w.users.remove((t.as_str(), id.as_str())).map_err(err)?;
             w.leave_all_groups(&t, &id, now)?;
-            emit.fill_user(&User {
-                deleted: true,
-                active: false,
-                ..current
-            });
+            emit.fill_user(&rules::as_deleted(&current));
             Ok(())
         })
         .await

@@ -503,8 +503,7 @@ impl EmbeddedStore {
         let chosen: Vec<DeadLetter> = self
             .dead_sync(&[target.to_string()])?
             .into_iter()
-            .filter(|d| ids.is_empty() || ids.contains(&d.event_id))
-            .filter(|d| before.is_none_or(|b| d.at_ms < b))
+            .filter(|d| d.selected(ids, None, before))
             .collect();
         if chosen.is_empty() {
             return Ok(0);
@@ -531,8 +530,7 @@ impl EmbeddedStore {
         let chosen: Vec<DeadLetter> = self
             .dead_sync(&[target.to_string()])?
             .into_iter()
-            .filter(|d| ids.is_empty() || ids.contains(&d.event_id))
-            .filter(|d| since.is_none_or(|s| d.at_ms >= s))
+            .filter(|d| d.selected(ids, since, None))
             .collect();
         if chosen.is_empty() {
             return Ok(0);

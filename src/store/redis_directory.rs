@@ -69,27 +69,10 @@ local EMIT = ARGV[#ARGV]
 -- decoded before any write: a bad spec fails the script while nothing changed
 local SPEC = nil
 if EMIT ~= '' then SPEC = cjson.decode(EMIT) end
--- appends the planned events to their targets' lanes (see redis_outbox.rs);
--- `ctx` holds what only this script knows (version, changed members, record)
+-- appends the planned events (`append_events`, from redis_outbox.rs); `ctx`
+-- holds what only this script knows (version, changed members, record)
 local function emit(ctx)
-  if not SPEC then return end
-  local P = SPEC.p
-  for _, e in ipairs(SPEC.e) do
-    if e.m == 0 or (ctx.m and ctx.m ~= '') then
-      local ek = P .. 'ev:' .. e.id
-      redis.call('HSET', ek, 'p', e.body, 'n', #e.t, 'l', e.lane)
-      for k, v in pairs(ctx) do
-        if v and v ~= '' then redis.call('HSET', ek, k, v) end
-      end
-      for _, tn in ipairs(e.t) do
-        local W = P .. 't:' .. tn .. ':'
-        if redis.call('RPUSH', W .. 'lane:' .. e.lane, e.id) == 1 then
-          redis.call('XADD', W .. 'ready', '*', 'e', e.id, 'l', e.lane)
-        end
-        redis.call('ZADD', W .. 'pending', e.at, e.id)
-      end
-    end
-  end
+  if SPEC then append_events(SPEC, ctx) end
 end
 -- true if unique index `h` maps `k` to someone other than `id`
 local function held(h, k, id)
@@ -282,7 +265,12 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
-    let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}\n{body}"));
+    let with_prelude = |body: &str| {
+        Script::new(&format!(
+            "{}\n{PRELUDE}\n{body}",
+            super::redis_outbox::APPEND_EVENTS_LUA
+        ))
+    };
     Scripts {
         put_user: with_prelude(PUT_USER),
         put_group: with_prelude(PUT_GROUP),
@@ -797,11 +785,7 @@ impl DirectoryStore for RedisStore {
                 now: now_ms(),
             };
             let mut emit = emit.clone();
-            emit.fill_user(&User {
-                deleted: true,
-                active: false,
-                ..current.clone()
-            });
+            emit.fill_user(&rules::as_deleted(&current));
             if self.put_user(&t, id, w, &emit).await? {
                 return Ok(());
             }

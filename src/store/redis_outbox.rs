@@ -55,23 +55,39 @@ pub struct OutboxRuntime {
     last_reclaim: Mutex<HashMap<String, std::time::Instant>>,
 }
 
+/// Lua that appends an outbox spec (see `outbox_spec`) to the lanes of its
+/// targets: the event body once (`n` = lane references), then per target
+/// the lane entry, a `ready` entry when it became the head, and the pending
+/// index. `ctx` adds what the calling script knows (version, changed
+/// members, stored record); an event marked `m = 1` exists only when
+/// `ctx.m` names changed members. Shared by the directory scripts and
+/// `APPEND`, so both write the outbox the same way.
+pub(super) const APPEND_EVENTS_LUA: &str = r"
+local function append_events(spec, ctx)
+  local P = spec.p
+  for _, e in ipairs(spec.e) do
+    if e.m == 0 or (ctx.m and ctx.m ~= '') then
+      local ek = P .. 'ev:' .. e.id
+      redis.call('HSET', ek, 'p', e.body, 'n', #e.t, 'l', e.lane)
+      for k, v in pairs(ctx) do
+        if v and v ~= '' then redis.call('HSET', ek, k, v) end
+      end
+      for _, tn in ipairs(e.t) do
+        local W = P .. 't:' .. tn .. ':'
+        if redis.call('RPUSH', W .. 'lane:' .. e.lane, e.id) == 1 then
+          redis.call('XADD', W .. 'ready', '*', 'e', e.id, 'l', e.lane)
+        end
+        redis.call('ZADD', W .. 'pending', e.at, e.id)
+      end
+    end
+  end
+end
+";
+
 /// Appends events outside a directory write (backfill, session events).
 /// ARGV: the outbox spec, as the directory scripts take it.
 const APPEND: &str = r"
-local EMIT = ARGV[1]
-local spec = cjson.decode(EMIT)
-local P = spec.p
-for _, e in ipairs(spec.e) do
-  local ek = P .. 'ev:' .. e.id
-  redis.call('HSET', ek, 'p', e.body, 'n', #e.t, 'l', e.lane)
-  for _, tn in ipairs(e.t) do
-    local W = P .. 't:' .. tn .. ':'
-    if redis.call('RPUSH', W .. 'lane:' .. e.lane, e.id) == 1 then
-      redis.call('XADD', W .. 'ready', '*', 'e', e.id, 'l', e.lane)
-    end
-    redis.call('ZADD', W .. 'pending', e.at, e.id)
-  end
-end
+append_events(cjson.decode(ARGV[1]), {})
 return 1
 ";
 
@@ -157,7 +173,7 @@ struct Scripts {
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     discard: Script::new(DISCARD),
-    append: Script::new(APPEND),
+    append: Script::new(&format!("{APPEND_EVENTS_LUA}\n{APPEND}")),
     finish: Script::new(FINISH),
     promote: Script::new(PROMOTE),
     replay: Script::new(REPLAY),
@@ -455,8 +471,7 @@ impl OutboxStore for RedisStore {
             .dead_letters(&[target.to_string()])
             .await?
             .into_iter()
-            .filter(|d| ids.is_empty() || ids.contains(&d.event_id))
-            .filter(|d| before_ms.is_none_or(|b| d.at_ms < b))
+            .filter(|d| d.selected(ids, None, before_ms))
             .collect();
         let mut n = 0;
         for d in chosen {
@@ -550,8 +565,7 @@ impl OutboxStore for RedisStore {
             .dead_letters(&[target.to_string()])
             .await?
             .into_iter()
-            .filter(|d| ids.is_empty() || ids.contains(&d.event_id))
-            .filter(|d| since_ms.is_none_or(|s| d.at_ms >= s))
+            .filter(|d| d.selected(ids, since_ms, None))
             .collect();
         let mut n = 0;
         for d in chosen {

@@ -283,6 +283,16 @@ pub struct DeadLetter {
     pub error: String,
 }
 
+impl DeadLetter {
+    /// The operator's selection for replay/discard: the named event ids
+    /// (all when none), happening at or after `since_ms`, before `before_ms`.
+    pub fn selected(&self, ids: &[String], since_ms: Option<u64>, before_ms: Option<u64>) -> bool {
+        (ids.is_empty() || ids.contains(&self.event_id))
+            && since_ms.is_none_or(|s| self.at_ms >= s)
+            && before_ms.is_none_or(|b| self.at_ms < b)
+    }
+}
+
 /// Queue figures of one target, for `portcullis webhooks status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetStatus {
