@@ -825,8 +825,9 @@ async fn an_operator_revocation_sends_session_revoked() {
     assert!(quiet.got().is_empty());
 }
 
-/// A sync delivery never overtakes events already waiting for the same user
-/// in that target's lane: the SCIM request gets 503 until they drain.
+/// A sync delivery waits for events already queued for the same user in
+/// that target's lane, but a lane the app will not drain never blocks a
+/// SCIM change (deprovisioning must always go through).
 async fn a_sync_send_waits_for_earlier_events_of_the_user(redis: bool) {
     let gate = Receiver::start();
     let e = start(
@@ -835,38 +836,58 @@ async fn a_sync_send_waits_for_earlier_events_of_the_user(redis: bool) {
             "gate",
             &gate.url(),
             &secret(),
-            &format!("mode = \"sync\"\nevents = [\"*\"]\n{FAST_RETRY}"),
+            &format!("mode = \"sync\"\nevents = [\"*\"]\ntimeout = \"1s\"\n{FAST_RETRY}"),
         ),
     );
     let id = e.create_user("sam@acme.test").await;
-    e.gw.login(json!({"sub": id, "email": "sam@acme.test", "tenant": "acme"}))
-        .await;
-    // The app takes SCIM events but not session.revoked (yet): that one waits.
+    let login = json!({"sub": id, "email": "sam@acme.test", "tenant": "acme"});
+    e.gw.login(login.clone()).await;
+    // The app takes SCIM events but not session.revoked (for a moment).
     gate.answer(Answer::RefuseType("session.revoked".into()));
     let off = json!([{"op": "replace", "path": "active", "value": false}]);
-    assert_eq!(e.patch(&format!("/Users/{id}"), off).await.0, 200);
     let on = json!([{"op": "replace", "path": "active", "value": true}]);
-    let (s, v) = e.patch(&format!("/Users/{id}"), on.clone()).await;
-    assert_eq!(s, 503, "{v}");
-    assert!(
-        v["detail"].as_str().unwrap().contains("earlier event"),
-        "{v}"
-    );
-    let (_, now) = e.call("GET", &format!("/Users/{id}"), None).await;
-    assert_eq!(now["active"], false, "nothing written");
-    // Once the lane drained, the same request goes through, in order.
-    gate.answer(Answer::Accept);
-    e.status_when(|st| st["pending"] == 0).await;
-    assert_eq!(e.patch(&format!("/Users/{id}"), on).await.0, 200);
-    let kinds: Vec<String> = gate.got().iter().map(|g| g.kind().to_string()).collect();
+    assert_eq!(e.patch(&format!("/Users/{id}"), off.clone()).await.0, 200);
+    let gate_ref = &gate;
+    let path = format!("/Users/{id}");
+    let (patched, ()) = tokio::join!(e.patch(&path, on.clone()), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        gate_ref.answer(Answer::Accept);
+    });
+    assert_eq!(patched.0, 200);
+    let kinds = |g: &Receiver| {
+        g.got()
+            .iter()
+            .map(|x| x.kind().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        kinds,
+        kinds(&gate),
         [
             "user.created",
             "user.deactivated",
             "session.revoked",
             "user.reactivated"
-        ]
+        ],
+        "the reactivation waited for the queued session.revoked"
+    );
+
+    // An app that keeps refusing the queued event does not block the next
+    // deactivation: after `timeout` the sync event goes out anyway.
+    e.gw.login(login).await;
+    gate.answer(Answer::RefuseType("session.revoked".into()));
+    assert_eq!(e.patch(&format!("/Users/{id}"), off).await.0, 200);
+    let started = std::time::Instant::now();
+    let (s, v) = e.call("DELETE", &format!("/Users/{id}"), None).await;
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "it waited first"
+    );
+    let (s, _) = e.call("GET", &format!("/Users/{id}"), None).await;
+    assert_eq!(s, 404, "deleted");
+    assert_eq!(
+        kinds(&gate).last().map(String::as_str),
+        Some("user.deleted")
     );
 }
 on_both_backends!(a_sync_send_waits_for_earlier_events_of_the_user);

@@ -74,14 +74,17 @@ pub struct OutboxRuntime {
     claimed: Mutex<HashSet<(String, String)>>,
     wake: tokio::sync::Notify,
     /// When a delivery outcome was last fsync'd (see `finish_sync`).
-    last_durable_ms: std::sync::atomic::AtomicU64,
+    last_durable: Mutex<Option<std::time::Instant>>,
+    /// A flush of non-durable outcomes is scheduled.
+    flush_pending: std::sync::atomic::AtomicBool,
 }
 
 /// Delivery outcomes are fsync'd at most this often; the ones in between
-/// are committed without waiting for the disk. A crash loses at most this
-/// much bookkeeping, and losing it only means those events are sent again
-/// (at-least-once), so the fsync per delivery is not worth its cost.
-const OUTCOME_FSYNC_EVERY_MS: u64 = 200;
+/// are committed without waiting for the disk, and a flush follows them
+/// within this interval. A crash loses at most this much bookkeeping, and
+/// losing it only means those events are sent again (at-least-once), so an
+/// fsync per delivery is not worth its cost.
+const OUTCOME_FSYNC_EVERY: Duration = Duration::from_millis(200);
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(EVENTS).map_err(err)?;
@@ -253,7 +256,7 @@ impl EmbeddedStore {
                     lane: stored.event.lane(),
                     event: stored.event,
                     attempts: r.attempts,
-                    failing_since_ms: (r.attempts > 0).then_some(r.since_ms),
+                    failing_since_ms: (r.since_ms > 0).then_some(r.since_ms),
                     handle: String::new(),
                 });
             }
@@ -316,29 +319,28 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    fn finish_sync(&self, d: &Delivery, outcome: &Outcome) -> StoreResult<()> {
+    /// Records an outcome; `Ok(false)` when it was committed without an
+    /// fsync (the caller schedules `flush_outcomes`).
+    fn finish_sync(&self, d: &Delivery, outcome: &Outcome) -> StoreResult<bool> {
         let target = d.target.as_str();
         let id = d.event.id.as_str();
         let lane = d.event.lane();
         let mut txn = self.db.begin_write().map_err(err)?;
-        let now = now_ms();
-        let last = &self.outbox.last_durable_ms;
-        if now.saturating_sub(last.load(std::sync::atomic::Ordering::Relaxed))
-            < OUTCOME_FSYNC_EVERY_MS
-        {
-            // Persisted by the next durable commit (this process's next
-            // outcome past the interval, or any directory write).
+        let durable = self
+            .outbox
+            .last_durable
+            .lock()
+            .is_none_or(|t| t.elapsed() >= OUTCOME_FSYNC_EVERY);
+        if !durable {
             txn.set_durability(redb::Durability::None);
-        } else {
-            last.store(now, std::sync::atomic::Ordering::Relaxed);
         }
         {
             let mut lanes = txn.open_table(LANES).map_err(err)?;
             let Some((seq, head)) = head_of(&lanes, target, &lane)? else {
-                return Ok(());
+                return Ok(true);
             };
             if head != id {
-                return Ok(());
+                return Ok(true);
             }
             let mut retry = txn.open_table(RETRY).map_err(err)?;
             let prev: Retry = match retry.get((target, id)).map_err(err)? {
@@ -356,7 +358,9 @@ impl EmbeddedStore {
                     let r = Retry {
                         attempts: prev.attempts + 1,
                         due_ms: *due_ms,
-                        since_ms: if prev.attempts == 0 {
+                        // Set at the first failure (a record without one
+                        // starts counting now).
+                        since_ms: if prev.since_ms == 0 {
                             now_ms()
                         } else {
                             prev.since_ms
@@ -411,6 +415,21 @@ impl EmbeddedStore {
             Outcome::Retry { .. } | Outcome::Dead { .. } => bump(&txn, target, "failed")?,
         }
         txn.commit().map_err(err)?;
+        if durable {
+            *self.outbox.last_durable.lock() = Some(std::time::Instant::now());
+        }
+        Ok(durable)
+    }
+
+    /// Makes every outcome committed so far durable (an empty fsync'd commit
+    /// persists the non-durable ones before it).
+    fn flush_outcomes(&self) -> StoreResult<()> {
+        self.outbox
+            .flush_pending
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let txn = self.db.begin_write().map_err(err)?;
+        txn.commit().map_err(err)?;
+        *self.outbox.last_durable.lock() = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -636,7 +655,7 @@ impl OutboxStore for EmbeddedStore {
     async fn finish(&self, delivery: &Delivery, outcome: &Outcome) -> StoreResult<()> {
         let me = self.clone();
         let (d, o) = (delivery.clone(), outcome.clone());
-        tokio::task::spawn_blocking(move || {
+        let durable = tokio::task::spawn_blocking(move || {
             let r = me.finish_sync(&d, &o);
             // On failure the head stays claimed (the worker retries the
             // finish): releasing it would send it again at once.
@@ -650,6 +669,24 @@ impl OutboxStore for EmbeddedStore {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
+        let first = !self
+            .outbox
+            .flush_pending
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
+        if !durable && first {
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(OUTCOME_FSYNC_EVERY).await;
+                let flushed = tokio::task::spawn_blocking(move || me.flush_outcomes()).await;
+                if !matches!(flushed, Ok(Ok(()))) {
+                    tracing::warn!("could not flush webhook delivery outcomes to disk; a crash would re-send them");
+                }
+            });
+        } else if durable && first {
+            self.outbox
+                .flush_pending
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         self.outbox_appended();
         Ok(())
     }

@@ -106,9 +106,8 @@ local lk = W .. 'lane:' .. lane
 if redis.call('LINDEX', lk, 0) ~= eid then return 0 end
 if outcome == 'retry' then
   redis.call('ZADD', W .. 'delayed', ARGV[7], eid .. '|' .. lane)
-  if redis.call('HINCRBY', W .. 'tries', eid, 1) == 1 then
-    redis.call('HSET', W .. 'since', eid, ARGV[10])
-  end
+  redis.call('HINCRBY', W .. 'tries', eid, 1)
+  redis.call('HSETNX', W .. 'since', eid, ARGV[10])
   redis.call('HINCRBY', W .. 'stats', 'failed', 1)
   redis.call('HSET', W .. 'stats', 'last_error', ARGV[8])
   return 1

@@ -198,17 +198,20 @@ impl StateStore for RedisStore {
     ) -> StoreResult<Option<(u64, Duration)>> {
         // INCR and the expiry of a new window in one script, so a crash
         // between them cannot leave a counter that never resets.
-        let (n, ttl): (u64, i64) = redis::Script::new(
-            r"local n = redis.call('INCR', KEYS[1])
-              if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-              local ttl = redis.call('PTTL', KEYS[1])
-              if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-              return {n, ttl}",
-        )
-        .key(format!("{}window:{key}", self.prefix))
-        .arg((window.as_millis() as u64).max(1))
-        .invoke_async(&mut self.conn())
-        .await?;
+        static WINDOW_HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"local n = redis.call('INCR', KEYS[1])
+                  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+                  local ttl = redis.call('PTTL', KEYS[1])
+                  if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+                  return {n, ttl}",
+            )
+        });
+        let (n, ttl): (u64, i64) = WINDOW_HIT
+            .key(format!("{}window:{key}", self.prefix))
+            .arg((window.as_millis() as u64).max(1))
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(Some((n, Duration::from_millis(ttl.max(0) as u64))))
     }
 }

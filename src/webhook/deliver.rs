@@ -104,14 +104,16 @@ async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn Backend, d: Deli
     if let Outcome::Dead { error } = &outcome {
         tracing::error!(target = %target.name(), event = %d.event.id, kind = d.event.kind.as_str(), attempts = d.attempts + 1, error = %error, "webhook dead-lettered after max_age; `portcullis webhooks replay` re-sends it");
     }
-    // The outcome must reach the store, or the head is retried (harmless)
-    // only after `reclaim_after`; keep trying for a while.
-    for i in 0..10u32 {
+    // The outcome must reach the store: until it does the head stays
+    // claimed (not sent again), so keep trying, backing off to 5 s.
+    let mut wait = Duration::from_millis(100);
+    loop {
         match store.finish(&d, &outcome).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(target = %target.name(), event = %d.event.id, error = %e, "cannot record webhook outcome; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(i + 1))).await;
+                tracing::error!(target = %target.name(), event = %d.event.id, error = %e, "cannot record webhook outcome; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
     }

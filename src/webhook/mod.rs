@@ -26,6 +26,35 @@ use event::{EventFilter, EventType, Source};
 use outbox::{Emit, OutboxEvent};
 use signing::Secret;
 
+/// Before a sync send: waits (up to the target's `timeout`) until the events
+/// already queued for this user or group in the target's lane (a JIT update,
+/// a `session.revoked`, a retry) are delivered, so the sync event does not
+/// overtake them. It never refuses: a lane the app will not drain (it keeps
+/// rejecting an older event) must not block a deactivation or a deletion,
+/// so past the wait the event goes out anyway, and the receiver's
+/// `meta.version` check orders the two.
+async fn wait_for_lane(store: &dyn crate::store::Backend, t: &Target, lane: &str) {
+    let deadline = tokio::time::Instant::now() + t.cfg.timeout.get();
+    loop {
+        let waiting = store.lane_len(t.name(), lane).await;
+        if matches!(waiting, Ok(0)) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match waiting {
+                Ok(n) => {
+                    tracing::warn!(target = %t.name(), queued = n, "sync webhook sent ahead of older queued events of the same resource")
+                }
+                Err(e) => {
+                    tracing::warn!(target = %t.name(), error = %e, "cannot read the webhook lane; sync webhook sent without waiting")
+                }
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// One configured target, parsed.
 pub struct Target {
     pub cfg: WebhookConfig,
@@ -53,19 +82,14 @@ pub struct Refusal {
     pub status: Option<u16>,
     pub reason: String,
     pub timed_out: bool,
-    /// Not asked at all: earlier events for the resource still wait in the
-    /// target's lane (or the store could not tell), so try again later.
-    pub busy: bool,
 }
 
 impl Refusal {
     /// The status the SCIM client gets. An app's 400/403/409 pass through;
     /// other 4xx become 400 (a 404 or 412 would tell the IdP the resource
-    /// or its version is wrong); 5xx and unreachable 502, timeout 504, a
-    /// busy lane 503.
+    /// or its version is wrong); 5xx and unreachable 502, timeout 504.
     pub fn scim_status(&self) -> u16 {
         match self.status {
-            _ if self.busy => 503,
             Some(s @ (400 | 403 | 409)) => s,
             Some(400..=499) => 400,
             _ if self.timed_out => 504,
@@ -229,21 +253,7 @@ impl Webhooks {
                     continue;
                 }
                 if t.cfg.mode == WebhookMode::Sync && ev.source == Source::Scim {
-                    // A sync send must not overtake what already waits for
-                    // this user or group (JIT, session events, retries).
-                    let waiting = store.lane_len(t.name(), &ev.lane()).await;
-                    if waiting.as_ref().map_or(true, |n| *n > 0) {
-                        return Err(Refusal {
-                            target: t.name().to_string(),
-                            status: None,
-                            reason: match waiting {
-                                Ok(n) => format!("{n} earlier event(s) about this resource are still waiting for delivery; try again later"),
-                                Err(e) => format!("the outbox is unavailable ({e}); try again later"),
-                            },
-                            timed_out: false,
-                            busy: true,
-                        });
-                    }
+                    wait_for_lane(store, t, &ev.lane()).await;
                     self.send_sync(t, &ev).await?;
                 } else {
                     queued.push(t.name().to_string());
@@ -279,7 +289,6 @@ impl Webhooks {
             status: e.status,
             reason: e.reason,
             timed_out: e.timed_out,
-            busy: false,
         })
     }
 
