@@ -836,7 +836,7 @@ async fn a_sync_send_waits_for_earlier_events_of_the_user(redis: bool) {
             "gate",
             &gate.url(),
             &secret(),
-            &format!("mode = \"sync\"\nevents = [\"*\"]\ntimeout = \"1s\"\n{FAST_RETRY}"),
+            &format!("mode = \"sync\"\nevents = [\"*\"]\ntimeout = \"3s\"\n{FAST_RETRY}"),
         ),
     );
     let id = e.create_user("sam@acme.test").await;
@@ -880,7 +880,7 @@ async fn a_sync_send_waits_for_earlier_events_of_the_user(redis: bool) {
     let (s, v) = e.call("DELETE", &format!("/Users/{id}"), None).await;
     assert_eq!(s, 204, "{v}");
     assert!(
-        started.elapsed() >= Duration::from_millis(900),
+        started.elapsed() >= Duration::from_millis(2900),
         "it waited first"
     );
     let (s, _) = e.call("GET", &format!("/Users/{id}"), None).await;
