@@ -12,6 +12,7 @@
 //!   200 ms; it was 1.10k/1.12k with an fsync per outcome);
 //! - Redis: 2.65k events/s (concurrency 8), 3.64k (32).
 
+mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,38 +145,8 @@ fn bench_backend(
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let embedded: Arc<dyn Backend> =
-        Arc::new(portcullis::store::embedded::EmbeddedStore::open(dir.path()).unwrap());
-    bench_backend(c, "embedded", embedded, &rt);
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let prefix = format!(
-        "pcbench:{}:",
-        portcullis::secret::new_token("")
-            .chars()
-            .take(8)
-            .collect::<String>()
-    );
-    if let Ok(redis) = rt.block_on(portcullis::store::redis::RedisStore::connect(&url, &prefix)) {
-        bench_backend(c, "redis", Arc::new(redis), &rt);
-        let _ = rt.block_on(async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut con = client.get_multiplexed_async_connection().await?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}*"))
-                .query_async(&mut con)
-                .await?;
-            for k in keys.chunks(500) {
-                let _: () = redis::cmd("DEL").arg(k).query_async(&mut con).await?;
-            }
-            Ok::<(), redis::RedisError>(())
-        });
-    }
+    let rt = common::runtime();
+    common::on_each_backend(&rt, |name, store| bench_backend(c, name, store, &rt));
 }
 
 criterion_group! {
