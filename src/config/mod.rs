@@ -237,6 +237,11 @@ pub struct SamlConfig {
     pub sp_cert: Option<PathBuf>,
     /// Where fetched IdP metadata is cached (default: `<store.path>/saml-metadata`).
     pub metadata_cache_dir: Option<PathBuf>,
+    /// Test rigs only: accept `metadata_url = "http://127.0.0.1…"` (or
+    /// localhost/[::1]). Metadata carries the signing certificate, so it is
+    /// fetched over https everywhere else.
+    #[serde(default)]
+    pub insecure_loopback_metadata_for_tests: bool,
     #[serde(default)]
     pub idp: Vec<IdpConfig>,
 }
@@ -297,8 +302,10 @@ pub struct IdpConfig {
     pub domains: Vec<String>,
     /// Tenant of users signing in through this IdP.
     pub tenant: Option<String>,
-    /// Accept IdP-initiated sign-in (no AuthnRequest), as JumpCloud's user portal does.
-    #[serde(default = "yes")]
+    /// Accept IdP-initiated sign-in (no AuthnRequest), as JumpCloud's user
+    /// portal does. Off by default: an unsolicited response auto-POSTed by
+    /// another site signs the victim into the attacker's account (login CSRF).
+    #[serde(default)]
     pub allow_idp_initiated: bool,
     #[serde(default)]
     pub require_signature: SignatureRequirement,

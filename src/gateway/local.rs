@@ -173,7 +173,7 @@ pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
         "/saml/slo" if get_like || req.method == Method::POST => {
             crate::saml::web::slo(app, &req).await
         }
-        "/saml/acs" => method_not_allowed("POST"),
+        "/saml/acs" => acs_not_posted(app, &req),
         "/saml/metadata" => method_not_allowed("GET, HEAD"),
         "/logout" if get_like || req.method == Method::POST => logout(app, &req).await,
         "/healthz" | "/readyz" | "/jwks.json" | "/userinfo" | "/login" => {
@@ -182,6 +182,32 @@ pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
         "/logout" => method_not_allowed("GET, HEAD, POST"),
         _ => LocalResponse::json(404, &json!({"error": "not_found"})),
     }
+}
+
+/// A browser that GETs the ACS (back button, bookmark, a reload after the
+/// sign-in) gets the readable page with a reference id and a way back in.
+fn acs_not_posted(app: &App, req: &LocalRequest) -> LocalResponse {
+    let reference = pages::reference_id();
+    tracing::warn!(reference, method = %req.method, reason = "acs_not_posted", "SAML sign-in refused: the ACS only accepts the IdP's POST");
+    let r = if wants_html(&req.headers) {
+        LocalResponse::html(
+            405,
+            pages::error_page(
+                "Sign-in link expired",
+                &format!(
+                    "This address only receives sign-in responses from your identity provider. Start again from the application, or go to {}/login.",
+                    app.prefix
+                ),
+                &reference,
+            ),
+        )
+    } else {
+        LocalResponse::json(
+            405,
+            &json!({"error": "method_not_allowed", "message": "the ACS accepts only the IdP's POST", "reference": reference}),
+        )
+    };
+    r.with_header(http::header::ALLOW, "POST")
 }
 
 fn method_not_allowed(allow: &str) -> LocalResponse {

@@ -121,7 +121,8 @@ impl Registry {
         for (i, c) in saml.idp.iter().enumerate() {
             let fetched = match (&c.metadata_url, remote) {
                 (Some(u), None) => {
-                    check_metadata_url(c, u).map_err(|(k, m)| (format!("saml.idp[{i}].{k}"), m))?;
+                    check_metadata_url(c, u, saml.insecure_loopback_metadata_for_tests)
+                        .map_err(|(k, m)| (format!("saml.idp[{i}].{k}"), m))?;
                     continue;
                 }
                 (Some(_), Some(map)) => Some(map.get(&c.id).ok_or((
@@ -291,7 +292,22 @@ fn allowed_algorithms(allow_sha1: bool) -> Option<Vec<AllowedSignatureAlgorithm>
     }
 }
 
-fn check_metadata_url(c: &IdpConfig, u: &str) -> Result<(), (String, String)> {
+/// Whether `url` is plain http to this host (the test-only exception).
+pub fn is_loopback_http(url: &url::Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            None => false,
+        }
+}
+
+fn check_metadata_url(
+    c: &IdpConfig,
+    u: &str,
+    loopback_http_allowed: bool,
+) -> Result<(), (String, String)> {
     if c.metadata_file.is_some()
         || c.entity_id.is_some()
         || c.sso_url.is_some()
@@ -303,8 +319,16 @@ fn check_metadata_url(c: &IdpConfig, u: &str) -> Result<(), (String, String)> {
         ));
     }
     match url::Url::parse(u) {
-        Ok(url) if matches!(url.scheme(), "https" | "http") => Ok(()),
-        Ok(_) => Err(("metadata_url".into(), "must be an https:// URL".into())),
+        Ok(url) if url.scheme() == "https" => Ok(()),
+        Ok(url) if loopback_http_allowed && is_loopback_http(&url) => Ok(()),
+        Ok(url) if is_loopback_http(&url) => Err((
+            "metadata_url".into(),
+            "must be an https:// URL (metadata carries the signing certificate); plain http to loopback only with saml.insecure_loopback_metadata_for_tests".into(),
+        )),
+        Ok(_) => Err((
+            "metadata_url".into(),
+            "must be an https:// URL (metadata carries the signing certificate)".into(),
+        )),
         Err(e) => Err(("metadata_url".into(), format!("invalid URL: {e}"))),
     }
 }
@@ -331,16 +355,18 @@ fn build_idp(
                         .into(),
                 ));
             }
-            std::fs::read_to_string(p).map_err(|e| {
+            let bytes = std::fs::read(p).map_err(|e| {
                 (
                     "metadata_file".to_string(),
                     format!("cannot read {}: {e}", p.display()),
                 )
-            })?
+            })?;
+            super::shape::document_text(bytes)
+                .map_err(|e| ("metadata_file".to_string(), e.to_string()))?
         }
         (None, None) => manual_metadata(c)?,
     };
-    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+    if super::shape::refuse_dtd(&xml).is_err() {
         return Err((
             "metadata_file".into(),
             "DTDs are not accepted in metadata".into(),

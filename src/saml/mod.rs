@@ -10,6 +10,7 @@ pub mod idp;
 pub mod metadata;
 pub mod remote;
 pub mod response;
+pub mod shape;
 pub mod slo;
 pub mod web;
 pub mod xmlenc;
@@ -28,6 +29,12 @@ pub enum SamlError {
     Dtd,
     #[error("XML comment in SAML message")]
     Comment,
+    #[error("SAML message is not plain UTF-8: {0}")]
+    Encoding(String),
+    #[error("signature shape not accepted: {0}")]
+    SignatureShape(String),
+    #[error("the verified message differs from the one inspected: {0}")]
+    Differential(String),
     #[error("SHA-1 signature or digest (set saml.allow_sha1 for legacy IdPs)")]
     Sha1,
     #[error("{0} is not signed as required")]
@@ -92,6 +99,9 @@ impl SamlError {
             Self::Malformed(_) => "malformed",
             Self::Dtd => "dtd",
             Self::Comment => "xml_comment",
+            Self::Encoding(_) => "encoding",
+            Self::SignatureShape(_) => "signature_shape",
+            Self::Differential(_) => "parser_differential",
             Self::Sha1 => "sha1_refused",
             Self::Unsigned(_) => "unsigned",
             Self::Signature => "bad_signature",

@@ -32,7 +32,12 @@ pub fn refresh_interval(saml: &SamlConfig) -> Option<Duration> {
         .min()
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
+async fn fetch(client: &reqwest::Client, url: &str, loopback_http: bool) -> Result<String, String> {
+    // `check` refuses these too; a redirect is held to the same rule below.
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if parsed.scheme() != "https" && !(loopback_http && super::idp::is_loopback_http(&parsed)) {
+        return Err("metadata_url must be https".into());
+    }
     let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status()));
@@ -47,10 +52,8 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
     if body.len() > MAX_METADATA {
         return Err("metadata larger than 1 MiB".into());
     }
-    let xml = String::from_utf8(body.to_vec()).map_err(|_| "metadata is not UTF-8".to_string())?;
-    if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
-        return Err("metadata contains a DTD".into());
-    }
+    let xml = super::shape::document_text(body.to_vec()).map_err(|e| e.to_string())?;
+    super::shape::refuse_dtd(&xml).map_err(|e| e.to_string())?;
     xml.parse::<samael::metadata::EntityDescriptor>()
         .map_err(|e| format!("not SAML metadata: {e}"))?;
     Ok(xml)
@@ -64,9 +67,22 @@ pub async fn fetch_all(
     previous: Option<&HashMap<String, String>>,
 ) -> HashMap<String, String> {
     let dir = cache_dir(cfg, saml);
+    let loopback_http = saml.insecure_loopback_metadata_for_tests;
+    // Redirects keep to https (or, in test rigs, to loopback http).
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        let ok = attempt.url().scheme() == "https"
+            || (loopback_http && super::idp::is_loopback_http(attempt.url()));
+        if attempt.previous().len() >= 3 {
+            attempt.error("too many redirects")
+        } else if ok {
+            attempt.follow()
+        } else {
+            attempt.error("redirect away from https")
+        }
+    });
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(redirects)
         .build()
     {
         Ok(c) => c,
@@ -81,7 +97,7 @@ pub async fn fetch_all(
             continue;
         };
         let cached = dir.join(format!("{}.xml", idp.id));
-        match fetch(&client, url).await {
+        match fetch(&client, url, loopback_http).await {
             Ok(xml) => {
                 let changed = previous.and_then(|p| p.get(&idp.id)) != Some(&xml);
                 if changed {

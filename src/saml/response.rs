@@ -1,15 +1,18 @@
 //! Validation of a SAML Response posted to the ACS, in two pure steps:
 //!
 //! 1. [`inspect`] reads the raw message before any signature work: size,
-//!    base64, no DTD/entities, no comments (they defeat canonicalization and
-//!    truncate NameIDs), one Response with exactly one Assertion or exactly
-//!    one EncryptedAssertion (never both), no SHA-1 unless allowed, and
-//!    which elements carry a signature of their own.
-//! 2. [`verify`] runs samael (signatures against the configured
-//!    certificates only, XSW-safe reduction to the signed content, issuer,
-//!    destination, recipient, times, InResponseTo, status), then adds what
-//!    samael leaves to the caller: a required Audience, the configured
-//!    signature requirement, and the attribute mapping.
+//!    base64, UTF-8 only, no DTD/entities, comments or processing
+//!    instructions, signatures of the SAML shape only (`shape`), one
+//!    Response with exactly one Assertion or exactly one EncryptedAssertion
+//!    (never both), no SHA-1 unless allowed, and which elements carry a
+//!    signature of their own.
+//! 2. [`verify`] verifies every signature once against the configured
+//!    certificates (XSW-safe reduction to the signed content), then reads
+//!    every fact from that verified document: which elements were signed,
+//!    InResponseTo and Destination (`check_binding`), and samael's checks
+//!    (issuer, destination, recipient, times, InResponseTo, status); then
+//!    what samael leaves to the caller: every AudienceRestriction, the
+//!    configured signature requirement, and the attribute mapping.
 //!
 //! An EncryptedAssertion takes a detour before samael's checks (see
 //! [`verify`]): the Response's signature, if any, is verified first and only
@@ -27,7 +30,7 @@ use chrono::{DateTime, Utc};
 use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
 
 use super::idp::{Idp, SpSettings};
-use super::{xmlenc, SamlError};
+use super::{shape, xmlenc, SamlError};
 use crate::config::SignatureRequirement;
 
 const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -39,6 +42,8 @@ const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 pub struct Inspected {
     pub xml: String,
     pub response_id: String,
+    /// ID of the plain Assertion (None for an EncryptedAssertion).
+    pub assertion_id: Option<String>,
     /// InResponseTo of the Response or of a SubjectConfirmationData.
     pub in_response_to: Option<String>,
     /// Issuer of the Response, or of the Assertion when the Response has none.
@@ -49,27 +54,8 @@ pub struct Inspected {
     pub encrypted: bool,
 }
 
-/// Refuses what no IdP sends and attacks use: DTDs/entities (expansion,
-/// external entities) and comments (they defeat canonicalization and
-/// truncate NameIDs). Applied to every SAML message before parsing.
-pub fn refuse_unsafe_xml(xml: &str) -> Result<(), SamlError> {
-    let upper = xml.to_ascii_uppercase();
-    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
-        return Err(SamlError::Dtd);
-    }
-    if xml.contains("<!--") {
-        return Err(SamlError::Comment);
-    }
-    Ok(())
-}
-
 fn parse(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
-    let opts = roxmltree::ParsingOptions {
-        allow_dtd: false,
-        ..Default::default()
-    };
-    roxmltree::Document::parse_with_options(xml, opts)
-        .map_err(|e| SamlError::Malformed(format!("XML: {e}")))
+    shape::parse(xml)
 }
 
 /// SHA-1 as a signature or digest algorithm anywhere. The OAEP digest of an
@@ -129,13 +115,13 @@ pub fn inspect(
     let raw = base64::engine::general_purpose::STANDARD
         .decode(compact.as_bytes())
         .map_err(|_| SamlError::Malformed("SAMLResponse is not base64".into()))?;
-    let xml = String::from_utf8(raw)
-        .map_err(|_| SamlError::Malformed("SAMLResponse is not UTF-8".into()))?;
-    refuse_unsafe_xml(&xml)?;
+    let xml = shape::document_text(raw)?;
+    shape::refuse_unsafe_xml(&xml)?;
     let doc = parse(&xml)?;
     if !allow_sha1 {
         refuse_sha1(&doc)?;
     }
+    shape::check_signatures(&doc, allow_sha1)?;
     let root = doc.root_element();
     if !(root.has_tag_name((NS_PROTOCOL, "Response"))) {
         return Err(SamlError::Malformed(
@@ -197,9 +183,14 @@ pub fn inspect(
             .map(|t| t.trim().to_string())
     };
     let issuer = issuer_of(root).or_else(|| assertions.first().and_then(|a| issuer_of(*a)));
+    let assertion_id = assertions
+        .first()
+        .and_then(|a| a.attribute("ID"))
+        .map(str::to_string);
     Ok(Inspected {
         xml,
         response_id,
+        assertion_id,
         in_response_to,
         issuer,
         response_signed,
@@ -237,29 +228,25 @@ pub fn verify(
     let assertion = if msg.encrypted {
         verify_encrypted(idp, sp, msg, request_id)?
     } else {
-        check_requirement(idp, msg.response_signed, msg.assertion_signed)?;
-        let (provider, ids) = match request_id {
-            Some(id) => (&idp.sp, Some(vec![id])),
-            None => (&idp.sp_unsolicited, None),
-        };
-        provider
-            .parse_xml_response(&msg.xml, ids.as_deref())
-            .map_err(SamlError::from_samael)?
+        verify_plain(idp, msg, request_id)?
     };
-    // samael checks the Audience only when present: we require it.
-    let audiences: Vec<&String> = assertion
+    // samael checks the Audience only when present, and ORs several
+    // restrictions: SAML Core §2.5.1.4 says each must hold. One at least.
+    let restrictions = assertion
         .conditions
         .as_ref()
         .and_then(|c| c.audience_restrictions.as_ref())
-        .into_iter()
-        .flatten()
-        .flat_map(|r| r.audience.iter())
-        .collect();
-    if !audiences.iter().any(|a| **a == sp.entity_id) {
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let all_hold = !restrictions.is_empty()
+        && restrictions
+            .iter()
+            .all(|r| r.audience.iter().any(|a| *a == sp.entity_id));
+    if !all_hold {
         return Err(SamlError::Audience(
-            audiences
+            restrictions
                 .iter()
-                .map(|a| a.to_string())
+                .map(|r| r.audience.join(" | "))
                 .collect::<Vec<_>>()
                 .join(", "),
         ));
@@ -341,6 +328,131 @@ pub fn verify(
         groups,
         attributes,
     })
+}
+
+/// A plain (unencrypted) Response: every signature is verified once, and
+/// every later check reads the verified document (xmlsec's own tree,
+/// reduced to what the signatures cover), never the message as posted:
+/// 1. the signature requirement is first judged on the inspected message
+///    (a cheap refusal), then again on the verified document, and the two
+///    views must agree on which elements are signed and on InResponseTo;
+/// 2. the binding rules ([`check_binding`]) on the verified document;
+/// 3. samael's checks (issuer, destination, recipient, times,
+///    InResponseTo, status) on the verified document, without a second
+///    signature pass (`Idp::checks_only`).
+fn verify_plain(
+    idp: &Idp,
+    msg: &Inspected,
+    request_id: Option<&str>,
+) -> Result<samael::schema::Assertion, SamlError> {
+    check_requirement(idp, msg.response_signed, msg.assertion_signed)?;
+    let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+        &msg.xml,
+        &idp.certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        idp.sp.allowed_signature_algorithms.as_deref(),
+    )
+    .map_err(|_| SamlError::Signature)?;
+    let reduced = xmlenc::strip_xml_decl(&reduced).to_string();
+    let doc = parse(&reduced)?;
+    let root = doc.root_element();
+    let response_signed = if root.has_tag_name((NS_PROTOCOL, "Response")) {
+        if root.attribute("ID") != Some(msg.response_id.as_str()) {
+            return Err(SamlError::Signature);
+        }
+        true
+    } else if root.has_tag_name((NS_ASSERTION, "Assertion")) {
+        false
+    } else {
+        return Err(SamlError::Signature);
+    };
+    let assertions: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name((NS_ASSERTION, "Assertion")))
+        .collect();
+    let [assertion] = assertions[..] else {
+        return Err(SamlError::Differential(format!(
+            "{} assertions in the verified document",
+            assertions.len()
+        )));
+    };
+    if assertion.attribute("ID") != msg.assertion_id.as_deref() {
+        return Err(SamlError::Differential("assertion ID".into()));
+    }
+    // Root Assertion: only its own signature can have selected it (every
+    // Reference points at its parent). Inside a signed Response: its own
+    // signature survives reduction only as signed content of the Response.
+    let assertion_signed = !response_signed || signed_by_own_signature(assertion);
+    if (response_signed, assertion_signed) != (msg.response_signed, msg.assertion_signed) {
+        return Err(SamlError::Differential(format!(
+            "signed elements: inspected response={} assertion={}, verified response={response_signed} assertion={assertion_signed}",
+            msg.response_signed, msg.assertion_signed
+        )));
+    }
+    check_requirement(idp, response_signed, assertion_signed)?;
+    check_binding(&doc, response_signed, msg, request_id)?;
+    let provider = match request_id {
+        Some(_) => &idp.checks_only,
+        None => &idp.checks_only_unsolicited,
+    };
+    let ids = request_id.map(|id| vec![id]);
+    if response_signed {
+        provider
+            .parse_xml_response(&reduced, ids.as_deref())
+            .map_err(SamlError::from_samael)
+    } else {
+        let assertion: samael::schema::Assertion = reduced
+            .parse()
+            .map_err(|e| SamlError::Malformed(format!("assertion: {e}")))?;
+        provider
+            .validate_assertion(&assertion, ids.as_deref())
+            .map_err(SamlError::from_samael)?;
+        Ok(assertion)
+    }
+}
+
+/// Binding rules read from the verified document `doc` (a reduced or
+/// rebuilt Response, or a bare verified Assertion):
+/// - InResponseTo: the value the ACS routed on (the pending request, or
+///   none for the unsolicited path) must be exactly what the verified
+///   content says, in the signed Response and in every
+///   SubjectConfirmationData. A solicited response whose InResponseTo the
+///   inspecting parser could not see never takes the unsolicited path.
+/// - A signed Response must name its Destination (SAML Bindings §3.5.5.2).
+fn check_binding(
+    doc: &roxmltree::Document,
+    response_signed: bool,
+    msg: &Inspected,
+    request_id: Option<&str>,
+) -> Result<(), SamlError> {
+    let root = doc.root_element();
+    let mut verified: Vec<&str> = Vec::new();
+    if response_signed {
+        if root.attribute("Destination").is_none() {
+            return Err(SamlError::Destination(
+                "missing (required on a signed Response)".into(),
+            ));
+        }
+        verified.extend(root.attribute("InResponseTo"));
+    }
+    verified.extend(
+        doc.descendants()
+            .filter(|n| n.has_tag_name((NS_ASSERTION, "SubjectConfirmationData")))
+            .filter_map(|n| n.attribute("InResponseTo")),
+    );
+    if request_id != msg.in_response_to.as_deref() {
+        return Err(SamlError::InResponseTo);
+    }
+    match request_id {
+        None if !verified.is_empty() => Err(SamlError::Differential(
+            "the verified message answers a request, but none was seen when it was inspected"
+                .into(),
+        )),
+        Some(id) if verified.is_empty() || verified.iter().any(|v| *v != id) => {
+            Err(SamlError::InResponseTo)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The configured signature requirement, from which elements carry a
@@ -446,7 +558,7 @@ fn verify_encrypted(
     }
     let plaintext = xmlenc::decrypt_assertion(ea, key)?;
 
-    refuse_unsafe_xml(&plaintext)?;
+    shape::refuse_unsafe_xml(&plaintext)?;
     let inner = roxmltree::Document::parse_with_options(
         &plaintext,
         roxmltree::ParsingOptions {
@@ -458,6 +570,7 @@ fn verify_encrypted(
     if !sp.allow_sha1 {
         refuse_sha1(&inner)?;
     }
+    shape::check_signatures(&inner, sp.allow_sha1)?;
     let root = inner.root_element();
     if !root.has_tag_name((NS_ASSERTION, "Assertion")) {
         return Err(SamlError::Decrypt(
@@ -497,6 +610,7 @@ fn verify_encrypted(
         assertion_xml.trim_end(),
         &shell[range.end..]
     );
+    check_binding(&parse(&rebuilt)?, msg.response_signed, msg, request_id)?;
     let (provider, ids) = match request_id {
         Some(id) => (&idp.checks_only, Some(vec![id])),
         None => (&idp.checks_only_unsolicited, None),

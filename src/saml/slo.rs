@@ -129,11 +129,14 @@ pub struct IdpLogout {
     pub session_indexes: Vec<String>,
     pub destination: Option<String>,
     pub issue_instant: Option<chrono::DateTime<chrono::Utc>>,
+    pub not_on_or_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl IdpLogout {
     /// Checks what the signature cannot: it is addressed to us and fresh.
     /// (Single use is checked by the caller against the shared store.)
+    /// `Destination` is required: a LogoutRequest the IdP sent to another
+    /// SP of the same user must not end sessions here.
     pub fn check_fresh(
         &self,
         sp: &SpSettings,
@@ -142,16 +145,25 @@ impl IdpLogout {
         if self.id.is_empty() {
             return Err(SamlError::Malformed("LogoutRequest has no ID".into()));
         }
-        if let Some(d) = &self.destination {
-            if *d != sp.slo_url {
-                return Err(SamlError::Destination(d.clone()));
+        match &self.destination {
+            Some(d) if *d == sp.slo_url => {}
+            Some(d) => return Err(SamlError::Destination(d.clone())),
+            None => {
+                return Err(SamlError::Destination(
+                    "missing (a LogoutRequest must name our SLO endpoint)".into(),
+                ))
             }
         }
-        let skew = chrono::Duration::from_std(sp.clock_skew).unwrap_or_default()
-            + chrono::Duration::minutes(5);
+        let skew = chrono::Duration::from_std(sp.clock_skew).unwrap_or_default();
+        if let Some(t) = self.not_on_or_after {
+            if t + skew <= now {
+                return Err(SamlError::Expired(t.to_rfc3339()));
+            }
+        }
+        let window = skew + chrono::Duration::minutes(5);
         match self.issue_instant {
-            Some(t) if t > now + skew => Err(SamlError::NotYetValid(t.to_rfc3339())),
-            Some(t) if t + skew < now => Err(SamlError::Expired(t.to_rfc3339())),
+            Some(t) if t > now + window => Err(SamlError::NotYetValid(t.to_rfc3339())),
+            Some(t) if t + window < now => Err(SamlError::Expired(t.to_rfc3339())),
             Some(_) => Ok(()),
             None => Err(SamlError::Malformed(
                 "LogoutRequest has no IssueInstant".into(),
@@ -160,58 +172,117 @@ impl IdpLogout {
     }
 }
 
+/// A verified LogoutResponse (the IdP's answer to our LogoutRequest).
+#[derive(Debug)]
+pub struct LogoutAck {
+    pub issuer: String,
+    pub in_response_to: Option<String>,
+    pub success: bool,
+}
+
 /// Decodes a redirect-binding message (base64 of raw DEFLATE), bounded.
 pub fn inflate(b64: &str) -> Result<String, SamlError> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| SamlError::Malformed("not base64".into()))?;
-    let mut xml = String::new();
+    let mut xml = Vec::new();
     flate2::read::DeflateDecoder::new(&raw[..])
         .take(MAX_INFLATED)
-        .read_to_string(&mut xml)
-        .map_err(|_| SamlError::Malformed("not DEFLATE-compressed UTF-8".into()))?;
-    Ok(xml)
+        .read_to_end(&mut xml)
+        .map_err(|_| SamlError::Malformed("not DEFLATE-compressed".into()))?;
+    super::shape::document_text(xml)
+}
+
+/// Decodes a POST-binding message (base64), bounded like the redirect one.
+pub fn decode_post(b64: &str) -> Result<String, SamlError> {
+    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.len() as u64 > MAX_INFLATED * 4 / 3 + 4 {
+        return Err(SamlError::TooLarge);
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| SamlError::Malformed("not base64".into()))?;
+    super::shape::document_text(raw)
+}
+
+fn time_attr(n: roxmltree::Node, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    n.attribute(name)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+fn child_text(n: roxmltree::Node, ns: &str, name: &str) -> Option<String> {
+    n.children()
+        .find(|c| c.has_tag_name((ns, name)))
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
 }
 
 fn parse_logout_request(xml: &str) -> Result<IdpLogout, SamlError> {
-    let doc =
-        roxmltree::Document::parse(xml).map_err(|e| SamlError::Malformed(format!("XML: {e}")))?;
+    let doc = super::shape::parse(xml)?;
     let root = doc.root_element();
     if !root.has_tag_name((NS_PROTOCOL, "LogoutRequest")) {
         return Err(SamlError::Malformed("not a LogoutRequest".into()));
     }
-    let text = |ns: &str, name: &str| {
-        root.children()
-            .find(|n| n.has_tag_name((ns, name)))
-            .and_then(|n| n.text())
-            .map(|t| t.trim().to_string())
-    };
     Ok(IdpLogout {
         id: root.attribute("ID").unwrap_or_default().to_string(),
-        issuer: text(NS_ASSERTION, "Issuer").unwrap_or_default(),
-        name_id: text(NS_ASSERTION, "NameID").ok_or(SamlError::NoSubject)?,
+        issuer: child_text(root, NS_ASSERTION, "Issuer").unwrap_or_default(),
+        name_id: child_text(root, NS_ASSERTION, "NameID").ok_or(SamlError::NoSubject)?,
         session_indexes: root
             .children()
             .filter(|n| n.has_tag_name((NS_PROTOCOL, "SessionIndex")))
             .filter_map(|n| n.text().map(|t| t.trim().to_string()))
             .collect(),
         destination: root.attribute("Destination").map(str::to_string),
-        issue_instant: root
-            .attribute("IssueInstant")
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc)),
+        issue_instant: time_attr(root, "IssueInstant"),
+        not_on_or_after: time_attr(root, "NotOnOrAfter"),
     })
 }
 
-/// The issuer of an (unverified) LogoutRequest: which IdP's keys to try.
-pub fn issuer_of(xml: &str) -> Result<String, SamlError> {
-    super::response::refuse_unsafe_xml(xml)?;
-    Ok(parse_logout_request(xml)?.issuer)
+fn parse_logout_response(xml: &str) -> Result<(LogoutAck, Option<String>), SamlError> {
+    let doc = super::shape::parse(xml)?;
+    let root = doc.root_element();
+    if !root.has_tag_name((NS_PROTOCOL, "LogoutResponse")) {
+        return Err(SamlError::Malformed("not a LogoutResponse".into()));
+    }
+    let success = root
+        .children()
+        .find(|n| n.has_tag_name((NS_PROTOCOL, "Status")))
+        .and_then(|s| {
+            s.children()
+                .find(|n| n.has_tag_name((NS_PROTOCOL, "StatusCode")))
+        })
+        .and_then(|c| c.attribute("Value"))
+        == Some("urn:oasis:names:tc:SAML:2.0:status:Success");
+    Ok((
+        LogoutAck {
+            issuer: child_text(root, NS_ASSERTION, "Issuer").unwrap_or_default(),
+            in_response_to: root.attribute("InResponseTo").map(str::to_string),
+            success,
+        },
+        root.attribute("Destination").map(str::to_string),
+    ))
 }
 
-/// Verifies a redirect-binding LogoutRequest: `url` is the full request URL.
-pub fn verify_redirect(idp: &Idp, url: &url::Url, xml: &str) -> Result<IdpLogout, SamlError> {
-    super::response::refuse_unsafe_xml(xml)?;
+/// The issuer of an (unverified) LogoutRequest or LogoutResponse: which
+/// IdP's keys to try. Nothing else of the unverified message is used.
+pub fn issuer_of(xml: &str) -> Result<String, SamlError> {
+    super::shape::refuse_unsafe_xml(xml)?;
+    let doc = super::shape::parse(xml)?;
+    let root = doc.root_element();
+    if !(root.has_tag_name((NS_PROTOCOL, "LogoutRequest"))
+        || root.has_tag_name((NS_PROTOCOL, "LogoutResponse")))
+    {
+        return Err(SamlError::Malformed(
+            "not a LogoutRequest or LogoutResponse".into(),
+        ));
+    }
+    Ok(child_text(root, NS_ASSERTION, "Issuer").unwrap_or_default())
+}
+
+/// The redirect binding's detached signature over the query string
+/// (`param` is SAMLRequest or SAMLResponse).
+fn verify_redirect_signature(idp: &Idp, url: &url::Url, param: &str) -> Result<(), SamlError> {
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     // samael verifies the *last* of repeated parameters while we read the
     // first: a repeated one could pair a forged message with a real signature.
@@ -227,9 +298,14 @@ pub fn verify_redirect(idp: &Idp, url: &url::Url, xml: &str) -> Result<IdpLogout
         }
     }
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let sigalg = get("SigAlg").ok_or(SamlError::Unsigned("LogoutRequest"))?;
+    let what = if param == "SAMLRequest" {
+        "LogoutRequest"
+    } else {
+        "LogoutResponse"
+    };
+    let sigalg = get("SigAlg").ok_or(SamlError::Unsigned(what))?;
     if get("Signature").is_none() {
-        return Err(SamlError::Unsigned("LogoutRequest"));
+        return Err(SamlError::Unsigned(what));
     }
     if !REDIRECT_SIGALGS.contains(&sigalg) {
         return Err(if sigalg.contains("sha1") {
@@ -241,18 +317,26 @@ pub fn verify_redirect(idp: &Idp, url: &url::Url, xml: &str) -> Result<IdpLogout
     let ok = idp.certs.iter().any(|c| {
         UrlVerifier::from_x509(c)
             .ok()
-            .and_then(|v| v.verify_signed_request_url(url).ok())
+            .and_then(|v| {
+                if param == "SAMLRequest" {
+                    v.verify_signed_request_url(url).ok()
+                } else {
+                    v.verify_signed_response_url(url).ok()
+                }
+            })
             .unwrap_or(false)
     });
     if !ok {
         return Err(SamlError::Signature);
     }
-    parse_logout_request(xml)
+    Ok(())
 }
 
-/// Verifies a POST-binding LogoutRequest (enveloped XML signature).
-pub fn verify_post(idp: &Idp, xml: &str) -> Result<IdpLogout, SamlError> {
-    super::response::refuse_unsafe_xml(xml)?;
+/// The POST binding's enveloped signature: checked for shape, verified,
+/// and reduced to the signed element, which is all the caller reads.
+fn verify_post_signature(idp: &Idp, xml: &str) -> Result<String, SamlError> {
+    super::shape::refuse_unsafe_xml(xml)?;
+    super::shape::check_signatures(&super::shape::parse(xml)?, false)?;
     use AllowedSignatureAlgorithm::*;
     let allowed = [
         RsaSha256,
@@ -265,9 +349,66 @@ pub fn verify_post(idp: &Idp, xml: &str) -> Result<IdpLogout, SamlError> {
     let reduced = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
         xml,
         &idp.certs,
-        ReduceMode::default(),
+        ReduceMode::ValidateAndMarkNoAncestors,
         Some(&allowed),
     )
     .map_err(|_| SamlError::Signature)?;
-    parse_logout_request(&reduced)
+    Ok(super::xmlenc::strip_xml_decl(&reduced).to_string())
+}
+
+fn same_issuer(idp: &Idp, issuer: &str) -> Result<(), SamlError> {
+    if issuer != idp.entity_id {
+        return Err(SamlError::Issuer(issuer.to_string()));
+    }
+    Ok(())
+}
+
+/// Verifies a redirect-binding LogoutRequest: `url` is the full request URL.
+pub fn verify_redirect(idp: &Idp, url: &url::Url, xml: &str) -> Result<IdpLogout, SamlError> {
+    super::shape::refuse_unsafe_xml(xml)?;
+    verify_redirect_signature(idp, url, "SAMLRequest")?;
+    let logout = parse_logout_request(xml)?;
+    same_issuer(idp, &logout.issuer)?;
+    Ok(logout)
+}
+
+/// Verifies a POST-binding LogoutRequest (enveloped XML signature).
+pub fn verify_post(idp: &Idp, xml: &str) -> Result<IdpLogout, SamlError> {
+    let reduced = verify_post_signature(idp, xml)?;
+    let logout = parse_logout_request(&reduced)?;
+    same_issuer(idp, &logout.issuer)?;
+    Ok(logout)
+}
+
+/// Verifies a LogoutResponse on either binding (`url` for the redirect
+/// binding, `None` for POST): signed by the IdP, addressed to our SLO
+/// endpoint when it says where, and answering some request.
+pub fn verify_logout_response(
+    idp: &Idp,
+    sp: &SpSettings,
+    url: Option<&url::Url>,
+    xml: &str,
+) -> Result<LogoutAck, SamlError> {
+    let (ack, destination) = match url {
+        Some(u) => {
+            super::shape::refuse_unsafe_xml(xml)?;
+            verify_redirect_signature(idp, u, "SAMLResponse")?;
+            parse_logout_response(xml)?
+        }
+        None => parse_logout_response(&verify_post_signature(idp, xml)?)?,
+    };
+    same_issuer(idp, &ack.issuer)?;
+    match destination {
+        Some(d) if d == sp.slo_url => {}
+        Some(d) => return Err(SamlError::Destination(d)),
+        None => {
+            return Err(SamlError::Destination(
+                "missing (a LogoutResponse must name our SLO endpoint)".into(),
+            ))
+        }
+    }
+    if ack.in_response_to.is_none() {
+        return Err(SamlError::InResponseTo);
+    }
+    Ok(ack)
 }

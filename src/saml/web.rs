@@ -664,55 +664,28 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
             cookie::clear_cookie(app.sessions.settings()),
         )
     };
-    if get("SAMLResponse").is_some() && get("SAMLRequest").is_none() {
-        // The IdP confirms our LogoutRequest; the local session is already gone.
-        return signed_out();
+    let (message, is_response) = match (get("SAMLRequest"), get("SAMLResponse")) {
+        (Some(m), None) => (m, false),
+        (None, Some(m)) => (m, true),
+        _ => {
+            return failure(
+                app,
+                None,
+                &SamlError::Malformed("expected exactly one of SAMLRequest or SAMLResponse".into()),
+                None,
+            )
+        }
+    };
+    if is_response {
+        return logout_response(app, reg, req, post, &message);
     }
-    let Some(message) = get("SAMLRequest") else {
-        return failure(
-            app,
-            None,
-            &SamlError::Malformed("no SAMLRequest or SAMLResponse".into()),
-            None,
-        );
+    let (idp, xml, url) = match decode_slo(reg, req, post, &message) {
+        Ok(v) => v,
+        Err((idp, e, xml)) => return failure(app, idp.as_deref(), &e, xml.as_deref()),
     };
-    let xml = if post {
-        match base64::engine::general_purpose::STANDARD.decode(message.trim()) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(_) => {
-                return failure(
-                    app,
-                    None,
-                    &SamlError::Malformed("SAMLRequest is not base64".into()),
-                    None,
-                )
-            }
-        }
-    } else {
-        match super::slo::inflate(&message) {
-            Ok(x) => x,
-            Err(e) => return failure(app, None, &e, None),
-        }
-    };
-    let issuer = match super::slo::issuer_of(&xml) {
-        Ok(i) => i,
-        Err(e) => return failure(app, None, &e, Some(&xml)),
-    };
-    let Some(idp) = reg.by_entity_id(&issuer).cloned() else {
-        return failure(app, None, &SamlError::UnknownIssuer(issuer), Some(&xml));
-    };
-    let verified = if post {
-        super::slo::verify_post(&idp, &xml)
-    } else {
-        let full = url::Url::parse(&format!(
-            "http://gateway.invalid{}?{}",
-            req.path,
-            req.query.as_deref().unwrap_or_default()
-        ));
-        match full {
-            Ok(u) => super::slo::verify_redirect(&idp, &u, &xml),
-            Err(e) => Err(SamlError::Malformed(e.to_string())),
-        }
+    let verified = match &url {
+        None => super::slo::verify_post(&idp, &xml),
+        Some(u) => super::slo::verify_redirect(&idp, u, &xml),
     };
     let logout = match verified {
         Ok(l) => l,
@@ -755,6 +728,89 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
         ),
         Ok(None) => signed_out(),
         Err(e) => failure(app, Some(&idp.id), &e, None),
+    }
+}
+
+type SloMessage = (Arc<Idp>, String, Option<url::Url>);
+
+/// Decodes an SLO message on either binding and finds the IdP it claims to
+/// come from (its keys verify it next); `url` is the full request URL on
+/// the redirect binding, whose signature covers the query string.
+fn decode_slo(
+    reg: &Registry,
+    req: &LocalRequest,
+    post: bool,
+    message: &str,
+) -> Result<SloMessage, AcsError> {
+    let decoded = if post {
+        super::slo::decode_post(message)
+    } else {
+        super::slo::inflate(message)
+    };
+    let xml = decoded.map_err(|e| (None, e, None))?;
+    let issuer = super::slo::issuer_of(&xml).map_err(|e| (None, e, Some(xml.clone())))?;
+    let idp = reg
+        .by_entity_id(&issuer)
+        .cloned()
+        .ok_or_else(|| (None, SamlError::UnknownIssuer(issuer), Some(xml.clone())))?;
+    let url = if post {
+        None
+    } else {
+        let u = url::Url::parse(&format!(
+            "http://gateway.invalid{}?{}",
+            req.path,
+            req.query.as_deref().unwrap_or_default()
+        ))
+        .map_err(|e| {
+            (
+                Some(idp.id.clone()),
+                SamlError::Malformed(e.to_string()),
+                None,
+            )
+        })?;
+        Some(u)
+    };
+    Ok((idp, xml, url))
+}
+
+/// The IdP confirms our LogoutRequest: the session here ended before the
+/// browser was sent there. Only a verified LogoutResponse clears the
+/// cookie; an unverified one never ends a live session (logout CSRF), and
+/// with no live session there is nothing to end, so the browser simply
+/// lands on the signed-out page.
+fn logout_response(
+    app: &App,
+    reg: &Registry,
+    req: &LocalRequest,
+    post: bool,
+    message: &str,
+) -> LocalResponse {
+    let verified = decode_slo(reg, req, post, message).and_then(|(idp, xml, url)| {
+        super::slo::verify_logout_response(&idp, &reg.sp, url.as_ref(), &xml)
+            .map(|ack| (idp.id.clone(), ack))
+            .map_err(|e| (Some(idp.id.clone()), e, Some(xml)))
+    });
+    let page = || {
+        LocalResponse::html(
+            200,
+            pages::signed_out_page(&format!("{}/login", app.prefix)),
+        )
+    };
+    match verified {
+        Ok((idp, ack)) => {
+            tracing::info!(%idp, in_response_to = ?ack.in_response_to, success = ack.success, "IdP confirmed the logout");
+            page().with_header(
+                http::header::SET_COOKIE,
+                cookie::clear_cookie(app.sessions.settings()),
+            )
+        }
+        Err((idp, e, xml)) if req.session.is_some() => {
+            failure(app, idp.as_deref(), &e, xml.as_deref())
+        }
+        Err((idp, e, _)) => {
+            tracing::info!(idp = idp.as_deref().unwrap_or("-"), reason = e.reason(), detail = %e, "unverified LogoutResponse with no live session; nothing to end");
+            page()
+        }
     }
 }
 

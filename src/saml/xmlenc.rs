@@ -295,6 +295,10 @@ pub fn decrypt_assertion(
     if keys.is_empty() {
         return Err(failed("no xenc:EncryptedKey for the SP key"));
     }
+    // Each one costs an RSA private operation (also refused in `shape`).
+    if keys.len() > super::shape::MAX_ENCRYPTED_KEYS {
+        return Err(failed(format!("{} EncryptedKey elements", keys.len())));
+    }
     if key.rsa().is_err() {
         return Err(unsupported(
             "saml.sp_key is not an RSA key (RSA-OAEP needs one)",
@@ -326,7 +330,10 @@ pub fn decrypt_assertion(
     }
     let session_key = session_key.ok_or_else(|| failed(first_err.unwrap_or_default()))?;
     let plain = decrypt_content(content, &session_key, &data)?;
+    // The same UTF-8-only rule as for the message itself, before the
+    // declaration is dropped.
     let text = String::from_utf8(plain).map_err(|_| failed("decrypted content is not UTF-8"))?;
+    let text = super::shape::document_text(text.into_bytes())?;
     Ok(strip_xml_decl(&text).to_string())
 }
 

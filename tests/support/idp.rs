@@ -84,7 +84,17 @@ impl TestIdp {
     }
 
     /// TOML for a `[[saml.idp]]` pointing at this IdP.
+    /// Most tests post unsolicited responses, so they opt in to IdP-initiated
+    /// sign-in (off by default) unless `extra` says otherwise or starts
+    /// with `DEFAULTS`.
     pub fn idp_toml(&self, id: &str, cert: &Path, extra: &str) -> String {
+        let extra = if extra.contains("allow_idp_initiated") {
+            extra.to_string()
+        } else if let Some(rest) = extra.strip_prefix("DEFAULTS") {
+            rest.to_string()
+        } else {
+            format!("allow_idp_initiated = true\n{extra}")
+        };
         format!(
             "[[saml.idp]]\nid = \"{id}\"\nentity_id = \"{}\"\nsso_url = \"https://idp.example.test/sso/{id}\"\ncertificate = \"{}\"\n{extra}\n",
             self.entity_id,

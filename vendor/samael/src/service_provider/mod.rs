@@ -551,7 +551,10 @@ impl ServiceProvider {
         encrypted_assertion.decrypt(key)
     }
 
-    fn validate_assertion(
+    /// PORTCULLIS PATCH: public, so a caller that verified and reduced the
+    /// message itself can run these checks on the verified assertion
+    /// without a second signature pass.
+    pub fn validate_assertion(
         &self,
         assertion: &Assertion,
         possible_request_ids: Option<&[&str]>,

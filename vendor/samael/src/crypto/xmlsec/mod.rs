@@ -216,11 +216,11 @@ impl super::CryptoProvider for XmlSec {
         x509_cert_der: &CertificateDer,
         id_attribute: Option<&str>,
     ) -> Result<(), CryptoError> {
-        let parser = XmlParser::default();
-        let document = parser.parse_string(xml)?;
+        let document = parse_peer_xml(xml.as_ref())?;
 
         let key = XmlSecKey::from_memory(x509_cert_der.der_data(), XmlSecKeyFormat::CertDer)?;
         let mut context = XmlSecSignatureContext::new()?;
+        context.restrict_to_saml_profile(false)?;
         context.insert_key(key);
 
         let valid = context.verify_document(&document, id_attribute)?;
@@ -244,7 +244,7 @@ impl super::CryptoProvider for XmlSec {
         reduce_mode: ReduceMode,
         allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
     ) -> Result<String, CryptoError> {
-        let mut xml = XmlParser::default().parse_string(xml_str)?;
+        let mut xml = parse_peer_xml(xml_str.as_bytes())?;
 
         // collect ID attribute values and tell libxml about them
         collect_id_attributes(&mut xml)?;
@@ -276,6 +276,9 @@ impl super::CryptoProvider for XmlSec {
                 let mut sig_ctx = XmlSecSignatureContext::new_with_flags(
                     wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
                 )?;
+                // PORTCULLIS PATCH: no external references, XSLT, XPath or
+                // manifests before the signature is known to be ours.
+                sig_ctx.restrict_to_saml_profile(allowed_algorithms.is_none())?;
 
                 let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
                 sig_ctx.insert_key(key);
@@ -414,6 +417,22 @@ impl super::CryptoProvider for XmlSec {
 
         Ok(document.to_string())
     }
+}
+
+/// PORTCULLIS PATCH: peer XML is parsed strictly: no recovery from
+/// malformed input (a recovered tree is a document nobody else saw), no
+/// network access, and always as UTF-8 whatever the XML declaration says
+/// (callers refuse other declarations first; this keeps libxml2 reading the
+/// same characters as the caller's own parser).
+fn parse_peer_xml(input: &[u8]) -> Result<libxml::tree::Document, XmlParseError> {
+    let options = libxml::parser::ParserOptions {
+        recover: false,
+        no_net: true,
+        encoding: Some("UTF-8"),
+        ignore_enc: true,
+        ..Default::default()
+    };
+    XmlParser::default().parse_string_with_options(input, options)
 }
 
 fn predigest_result(mut predigest_results: Vec<String>) -> Result<String, CryptoError> {
@@ -588,7 +607,7 @@ fn parse_selection(
     predigest_xml: &str,
 ) -> Result<ParsedSelection, CryptoError> {
     let wrapped_fragment = format!("<samael-fragment>{predigest_xml}</samael-fragment>");
-    let fragment_doc = XmlParser::default().parse_string(&wrapped_fragment)?;
+    let fragment_doc = parse_peer_xml(wrapped_fragment.as_bytes())?;
     let fragment_root = fragment_doc
         .get_root_element()
         .ok_or(XmlSecProviderError::XmlMissingRootElement)?;

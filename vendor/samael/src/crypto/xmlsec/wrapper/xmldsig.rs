@@ -43,6 +43,78 @@ impl XmlSecSignatureContext {
         Ok(ctx)
     }
 
+    /// PORTCULLIS PATCH: restricts what xmlsec may do with a peer's
+    /// `<ds:Signature>` to what SAML Core 5.4 allows, *before* any digest is
+    /// computed (xmlsec processes every Reference, Manifest and transform
+    /// ahead of the SignatureValue). Same-document references only (no
+    /// `http://`, `file://`); reference transforms exactly enveloped-signature,
+    /// exclusive c14n (with or without comments) and inclusive c14n 1.0; the
+    /// listed digest and signature algorithms; no Manifest processing; no
+    /// RetrievalMethod or EncryptedKey inside KeyInfo. Modelled on the Java
+    /// XML-Signature "secure validation" mode.
+    pub fn restrict_to_saml_profile(&mut self, allow_sha1: bool) -> XmlSecResult<()> {
+        const C14N: [&str; 3] = [
+            "http://www.w3.org/2001/10/xml-exc-c14n#",
+            "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+            "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+        ];
+        const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+        const DIGESTS: [&str; 3] = [
+            "http://www.w3.org/2001/04/xmlenc#sha256",
+            "http://www.w3.org/2001/04/xmldsig-more#sha384",
+            "http://www.w3.org/2001/04/xmlenc#sha512",
+        ];
+        const SIGNATURES: [&str; 6] = [
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+        ];
+        const SHA1_DIGEST: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+        const SHA1_SIGNATURES: [&str; 2] = [
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+        ];
+
+        let mut reference: Vec<&str> = vec![ENVELOPED];
+        reference.extend(C14N);
+        reference.extend(DIGESTS);
+        let mut signature: Vec<&str> = C14N.to_vec();
+        signature.extend(SIGNATURES);
+        if allow_sha1 {
+            reference.push(SHA1_DIGEST);
+            signature.extend(SHA1_SIGNATURES);
+        }
+
+        unsafe {
+            let ctx = self.ctx.as_mut();
+            ctx.flags |= bindings::XMLSEC_DSIG_FLAGS_IGNORE_MANIFESTS;
+            ctx.enabledReferenceUris = bindings::xmlSecTransformUriTypeEmpty
+                | bindings::xmlSecTransformUriTypeSameDocument;
+            ctx.keyInfoReadCtx.maxRetrievalMethodLevel = 0;
+            ctx.keyInfoReadCtx.maxEncryptedKeyLevel = 0;
+        }
+        for href in reference {
+            let id = transform_id(href)?;
+            let rc =
+                unsafe { bindings::xmlSecDSigCtxEnableReferenceTransform(self.ctx.as_ptr(), id) };
+            if rc < 0 {
+                return Err(XmlSecError::ContextInitError);
+            }
+        }
+        for href in signature {
+            let id = transform_id(href)?;
+            let rc =
+                unsafe { bindings::xmlSecDSigCtxEnableSignatureTransform(self.ctx.as_ptr(), id) };
+            if rc < 0 {
+                return Err(XmlSecError::ContextInitError);
+            }
+        }
+        Ok(())
+    }
+
     /// Retrieves the verified references from `<ds:SignedInfo>`.
     pub fn get_verified_references(&self) -> XmlSecResult<Vec<VerifiedReference>> {
         let mut result = Vec::new();
@@ -295,6 +367,22 @@ impl Drop for XmlSecSignatureContext {
     fn drop(&mut self) {
         unsafe { bindings::xmlSecDSigCtxDestroy(self.ctx.as_ptr()) };
     }
+}
+
+/// PORTCULLIS PATCH: the registered transform for an algorithm URI.
+fn transform_id(href: &str) -> XmlSecResult<bindings::xmlSecTransformId> {
+    let c = std::ffi::CString::new(href).map_err(|_| XmlSecError::InvalidInputString)?;
+    let id = unsafe {
+        bindings::xmlSecTransformIdListFindByHref(
+            bindings::xmlSecTransformIdsGet(),
+            c.as_ptr() as *const c_uchar,
+            bindings::xmlSecTransformUsageAny,
+        )
+    };
+    if id.is_null() {
+        return Err(XmlSecError::ContextInitError);
+    }
+    Ok(id)
 }
 
 fn find_signode(tree: *mut bindings::xmlNode) -> XmlSecResult<*mut bindings::xmlNode> {
