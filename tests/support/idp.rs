@@ -85,13 +85,13 @@ impl TestIdp {
 
     /// TOML for a `[[saml.idp]]` pointing at this IdP.
     /// Most tests post unsolicited responses, so they opt in to IdP-initiated
-    /// sign-in (off by default) unless `extra` says otherwise or starts
-    /// with `DEFAULTS`.
+    /// sign-in (off by default) unless `extra` says otherwise or holds
+    /// the marker `DEFAULTS`.
     pub fn idp_toml(&self, id: &str, cert: &Path, extra: &str) -> String {
         let extra = if extra.contains("allow_idp_initiated") {
             extra.to_string()
-        } else if let Some(rest) = extra.strip_prefix("DEFAULTS") {
-            rest.to_string()
+        } else if extra.contains("DEFAULTS") {
+            extra.replace("DEFAULTS", "")
         } else {
             format!("allow_idp_initiated = true\n{extra}")
         };
@@ -102,7 +102,7 @@ impl TestIdp {
         )
     }
 
-    fn signature_template(&self, id: &str, sha1: bool) -> String {
+    pub fn signature_template(&self, id: &str, sha1: bool) -> String {
         let (sig, dig) = if sha1 {
             (
                 "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
@@ -127,7 +127,8 @@ impl TestIdp {
         )
     }
 
-    fn sign(&self, xml: &str) -> String {
+    /// Signs `xml` (enveloped; the template must be in place) with this IdP's key.
+    pub fn sign(&self, xml: &str) -> String {
         let signed = Crypto::sign_xml(xml, &self.key_der).expect("xmlsec signs");
         strip_decl(&signed)
     }
@@ -162,7 +163,7 @@ impl TestIdp {
             "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{aid}\" IssueInstant=\"{ii}\" Version=\"2.0\">\
 <saml:Issuer>{issuer}</saml:Issuer>{sig}<saml:Subject><saml:NameID Format=\"urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress\">{nameid}</saml:NameID>\
 <saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\"><saml:SubjectConfirmationData{irt} NotOnOrAfter=\"{noa}\" Recipient=\"{rcpt}\"/></saml:SubjectConfirmation></saml:Subject>\
-<saml:Conditions NotBefore=\"{nb}\" NotOnOrAfter=\"{noa}\">{audience}</saml:Conditions>\
+<saml:Conditions NotBefore=\"{nb}\" NotOnOrAfter=\"{noa}\">{audience}{extra}</saml:Conditions>\
 <saml:AuthnStatement AuthnInstant=\"{ii}\" SessionIndex=\"{sidx}\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>\
 <saml:AttributeStatement>{attrs}</saml:AttributeStatement></saml:Assertion>",
             aid = o.assertion_id,
@@ -173,6 +174,7 @@ impl TestIdp {
             nb = ts(o.not_before),
             rcpt = o.recipient,
             sidx = o.session_index,
+            extra = o.extra_conditions,
         );
         if o.sign_assertion {
             signer.sign(&xml)
@@ -287,6 +289,27 @@ impl TestIdp {
         (id, format!("{}?{}", url.path(), url.query().unwrap()))
     }
 
+    /// Any SLO message XML on the redirect binding as `param` (SAMLRequest
+    /// or SAMLResponse), signed unless `signed` is false; returns path+query.
+    pub fn redirect_message(&self, slo_url: &str, param: &str, xml: &str, signed: bool) -> String {
+        use std::io::Write;
+        let mut deflated = Vec::new();
+        {
+            let mut enc =
+                flate2::write::DeflateEncoder::new(&mut deflated, flate2::Compression::default());
+            enc.write_all(xml.as_bytes()).unwrap();
+        }
+        let mut url = url::Url::parse(slo_url).unwrap();
+        url.query_pairs_mut().append_pair(
+            param,
+            &base64::engine::general_purpose::STANDARD.encode(deflated),
+        );
+        if signed {
+            url = samael::crypto::sign_url(url, &self.key).unwrap();
+        }
+        format!("{}?{}", url.path(), url.query().unwrap())
+    }
+
     /// An IdP-initiated LogoutRequest on the POST binding (enveloped signature).
     pub fn logout_post_b64(&self, destination: &str, name_id: &str) -> (String, String) {
         let id = rand_id();
@@ -334,6 +357,8 @@ pub struct ResponseOpts<'a> {
     pub signer: Option<&'a TestIdp>,
     /// Send the assertion as an EncryptedAssertion for this SP certificate.
     pub encrypt_for: Option<Encryption>,
+    /// Raw XML appended inside the assertion's Conditions.
+    pub extra_conditions: String,
 }
 
 impl<'a> ResponseOpts<'a> {
@@ -366,6 +391,7 @@ impl<'a> ResponseOpts<'a> {
             sha1: false,
             signer: None,
             encrypt_for: None,
+            extra_conditions: String::new(),
         }
     }
 }

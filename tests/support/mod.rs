@@ -6,6 +6,7 @@
 pub mod dev_idp;
 pub mod idp;
 pub mod receiver;
+pub mod saml_env;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
