@@ -178,11 +178,7 @@ pub fn check_signatures(doc: &roxmltree::Document, allow_sha1: bool) -> Result<(
     let mut signatures = 0usize;
     let mut encrypted_keys = 0usize;
     for n in doc.descendants().filter(|n| n.is_element()) {
-        if n.attributes()
-            .any(|a| a.namespace() == Some(NS_XML) && matches!(a.name(), "id" | "base"))
-        {
-            return Err(refuse("xml:id or xml:base attribute"));
-        }
+        check_attributes(n)?;
         let tag = n.tag_name();
         match (tag.namespace(), tag.name()) {
             (Some(NS_DSIG), "Signature") => {
@@ -203,6 +199,32 @@ pub fn check_signatures(doc: &roxmltree::Document, allow_sha1: bool) -> Result<(
                 }
             }
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Attribute rules that keep every parser on the same attribute:
+/// libxml2's `xmlGetProp`, which xmlsec uses for `URI` and `Algorithm` and
+/// samael for `ID`, ignores namespaces and takes the first attribute with
+/// that local name, while roxmltree reads the un-prefixed one. So no two
+/// attributes of an element may share a local name, and no namespaced
+/// attribute may be called `ID` (samael would register it as an ID).
+/// `xml:id` and `xml:base` change what a reference resolves to.
+fn check_attributes(n: roxmltree::Node) -> Result<(), SamlError> {
+    let attrs: Vec<_> = n.attributes().collect();
+    for (i, a) in attrs.iter().enumerate() {
+        if a.namespace() == Some(NS_XML) && matches!(a.name(), "id" | "base") {
+            return Err(refuse("xml:id or xml:base attribute"));
+        }
+        if a.namespace().is_some() && a.name() == "ID" {
+            return Err(refuse("namespaced ID attribute"));
+        }
+        if attrs[..i].iter().any(|b| b.name() == a.name()) {
+            return Err(refuse(format!(
+                "two attributes named {} on one element",
+                a.name()
+            )));
         }
     }
     Ok(())
@@ -474,6 +496,12 @@ mod tests {
             ),
             ("</ds:Reference>", "</ds:Reference><ds:Reference URI=\"#_r\"/>"),
             ("ID=\"_r\"", "ID=\"_r\" xml:base=\"http://x/\""),
+            ("ID=\"_r\"", "ID=\"_r\" xmlns:x=\"urn:x\" x:ID=\"_q\""),
+            ("URI=\"#_r\"", "xmlns:x=\"urn:x\" x:URI=\"http://x/\" URI=\"#_r\""),
+            (
+                "<ds:Transform Algorithm=",
+                "<ds:Transform xmlns:x=\"urn:x\" x:Algorithm=\"http://www.w3.org/TR/1999/REC-xslt-19991116\" Algorithm=",
+            ),
             ("<ds:Transforms>", "<ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>"),
             ("PrefixList=\"xs\"/>", "PrefixList=\"xs\"><x/></ec:InclusiveNamespaces>"),
         ];

@@ -421,14 +421,15 @@ impl super::CryptoProvider for XmlSec {
 
 /// PORTCULLIS PATCH: peer XML is parsed strictly: no recovery from
 /// malformed input (a recovered tree is a document nobody else saw), no
-/// network access, and always as UTF-8 whatever the XML declaration says
-/// (callers refuse other declarations first; this keeps libxml2 reading the
-/// same characters as the caller's own parser).
+/// network access, and the XML declaration's encoding ignored (callers
+/// refuse declarations other than UTF-8 and non-UTF-8 byte-order marks
+/// first; this keeps libxml2 reading the same characters as the caller's own
+/// parser). No explicit `encoding`: libxml 0.3.3 passes that string to
+/// libxml2 after freeing it (`parse_string_with_options`).
 fn parse_peer_xml(input: &[u8]) -> Result<libxml::tree::Document, XmlParseError> {
     let options = libxml::parser::ParserOptions {
         recover: false,
         no_net: true,
-        encoding: Some("UTF-8"),
         ignore_enc: true,
         ..Default::default()
     };
