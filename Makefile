@@ -1,6 +1,6 @@
 # Two commands: `make demo` and `make test`. Both install missing system
 # packages first (scripts/setup.sh, idempotent).
-.PHONY: demo test setup build lint bench load
+.PHONY: demo test setup build lint bench load fuzz
 
 setup:
 	@scripts/setup.sh
@@ -27,3 +27,11 @@ bench: setup
 
 load: setup
 	scripts/load.sh
+
+# Fuzzing (fuzz/README.md): every cargo-fuzz target for FUZZ_TIME seconds
+# each, one after another, then a timed replay of each corpus. Not part of
+# `make test`. Installs cargo-fuzz if missing; stable Rust via RUSTC_BOOTSTRAP.
+FUZZ_TIME ?= 60
+fuzz: setup
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	FUZZ_TIME=$(FUZZ_TIME) RUSTC_BOOTSTRAP=1 fuzz/run.sh

@@ -1024,7 +1024,7 @@ async fn every_configured_certificate_is_trusted_during_rollover() {
     );
     let mut o = GatewayOpts::new(&app.url());
     o.extra = format!(
-        "[saml]\n[[saml.idp]]\nid = \"testidp\"\nentity_id = \"{}\"\nsso_url = \"https://idp.example.test/sso/testidp\"\ncertificate = [\"{}\", \"{}\"]\nallow_idp_initiated = true\n",
+        "[saml]\n[[saml.idp]]\nid = \"testidp\"\nentity_id = \"{}\"\nsso_url = \"https://idp.example.test/sso/testidp\"\ncertificate = [\"{}\", \"{}\"]\nallow_idp_initiated = true\nidp_initiated_confirm = false\n",
         old.entity_id,
         co.display(),
         cn.display()
@@ -1060,7 +1060,7 @@ async fn an_idp_can_be_configured_from_its_metadata_file() {
     std::fs::write(&md_path, md).unwrap();
     let mut o = GatewayOpts::new(&app.url());
     o.extra = format!(
-        "[saml]\n[[saml.idp]]\nid = \"fromfile\"\nmetadata_file = \"{}\"\nallow_idp_initiated = true\n",
+        "[saml]\n[[saml.idp]]\nid = \"fromfile\"\nmetadata_file = \"{}\"\nallow_idp_initiated = true\nidp_initiated_confirm = false\n",
         md_path.display()
     );
     let gw = Gateway::start(o);
@@ -1160,7 +1160,7 @@ async fn metadata_url_is_fetched_refreshed_and_kept_when_the_idp_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = GatewayOpts::new(&app.url());
     o.extra = format!(
-        "[saml]\nmetadata_cache_dir = \"{}\"\ninsecure_loopback_metadata_for_tests = true\n[[saml.idp]]\nid = \"remote\"\nmetadata_url = \"http://127.0.0.1:{md_port}/metadata\"\nmetadata_refresh = \"10s\"\nallow_idp_initiated = true\n",
+        "[saml]\nmetadata_cache_dir = \"{}\"\ninsecure_loopback_metadata_for_tests = true\n[[saml.idp]]\nid = \"remote\"\nmetadata_url = \"http://127.0.0.1:{md_port}/metadata\"\nmetadata_refresh = \"10s\"\nallow_idp_initiated = true\nidp_initiated_confirm = false\n",
         dir.path().display()
     );
     let mut gw = Gateway::start(o);

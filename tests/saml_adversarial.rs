@@ -276,7 +276,10 @@ fn to_utf7_hiding_in_response_to(xml: &str, id: &str) -> String {
 #[tokio::test]
 async fn a_solicited_response_reencoded_as_utf7_cannot_take_the_unsolicited_path() {
     // The worst case: IdP-initiated sign-in is on.
-    let e = env_with("allow_idp_initiated = true", "");
+    let e = env_with(
+        "allow_idp_initiated = true\nidp_initiated_confirm = false",
+        "",
+    );
     // The victim starts a sign-in; the IdP's response to it is captured.
     let (id, _victim_cookie) = e.begin("/").await;
     let xml = e.idp.response_xml(&e.opts(Some(&id)));
@@ -673,4 +676,97 @@ fn metadata_url_must_be_https() {
     assert_eq!(check(flag, "http://127.0.0.1:9/metadata").0, Some(0));
     assert_eq!(check(flag, "http://localhost:9/metadata").0, Some(0));
     assert_eq!(check(flag, "http://idp.example.com/metadata").0, Some(1));
+}
+
+// ---- item 7: with IdP-initiated sign-in on, a confirmation from this browser
+
+fn confirm_nonce(page: &str) -> String {
+    page.split("name=\"nonce\" value=\"")
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .expect("nonce on the confirmation page")
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_unsolicited_response_signs_in_only_after_a_same_origin_confirmation() {
+    let e = env_with("allow_idp_initiated = true", "");
+    let r = e
+        .post(&e.idp.response_b64(&e.opts(None)), None, Some("/dashboard"))
+        .await;
+    assert_eq!(r.status(), 200, "{}", e.gw.log());
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .all(|c| !c.starts_with("portcullis_session=")),
+        "no session before the confirmation: {cookies:?}"
+    );
+    let confirm = cookies
+        .iter()
+        .find(|c| c.starts_with("portcullis_confirm="))
+        .expect("confirmation cookie");
+    assert!(confirm.contains("SameSite=Strict") && confirm.contains("HttpOnly"));
+    let confirm = cookie_pair(confirm);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("alice@example.com"), "{page}");
+    let nonce = confirm_nonce(&page);
+    let cont = e.gw.url("/.portcullis/saml/continue");
+    let post = |cookie: Option<&str>, origin: Option<&str>, nonce: &str| {
+        let mut rb = client().post(&cont).form(&[("nonce", nonce)]);
+        if let Some(c) = cookie {
+            rb = rb.header(COOKIE, c);
+        }
+        if let Some(o) = origin {
+            rb = rb.header("origin", o);
+        }
+        rb.send()
+    };
+    // An auto-posted confirmation from another site, or from a browser
+    // without the cookie (the attacker's own nonce), signs nobody in.
+    let r = post(Some(&confirm), Some("https://evil.example"), &nonce)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason_of(&e, r).await,
+        (400, "idp_initiated_unconfirmed".into())
+    );
+    let r = post(None, Some(&e.entity), &nonce).await.unwrap();
+    assert_eq!(
+        reason_of(&e, r).await,
+        (400, "idp_initiated_unconfirmed".into())
+    );
+    let r = post(Some("portcullis_confirm=forged"), Some(&e.entity), &nonce)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason_of(&e, r).await,
+        (400, "idp_initiated_unconfirmed".into())
+    );
+    assert_eq!(e.app.count(), 0);
+    // The page's own form, from the browser it was shown in: signed in.
+    let r = post(Some(&confirm), Some(&e.entity), &nonce).await.unwrap();
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    assert_eq!(r.headers()["location"], "/dashboard");
+    let session = r
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("portcullis_session="))
+        .map(|c| cookie_pair(&c))
+        .expect("session cookie");
+    assert!(still_signed_in(&e, &session).await);
+    // Once only.
+    let r = post(Some(&confirm), Some(&e.entity), &nonce).await.unwrap();
+    assert_eq!(
+        reason_of(&e, r).await,
+        (400, "idp_initiated_unconfirmed".into())
+    );
 }

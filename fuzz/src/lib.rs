@@ -219,9 +219,9 @@ pub fn init_target(target: &'static str) {
 }
 
 /// Runs `f` on `data`, keeping the wall time of the slowest input.
-pub fn timed(data: &[u8], f: impl FnOnce(&[u8])) {
+pub fn timed(data: &[u8], f: Harness) {
     let t = Instant::now();
-    f(data);
+    let _ = std::hint::black_box(f(data));
     let ns = t.elapsed().as_nanos() as u64;
     if ns > SLOWEST_NS.load(Ordering::Relaxed) {
         SLOWEST_NS.store(ns, Ordering::Relaxed);
@@ -231,8 +231,11 @@ pub fn timed(data: &[u8], f: impl FnOnce(&[u8])) {
     }
 }
 
+/// A harness: what the gateway decided, in words (the replay tool prints it).
+pub type Harness = fn(&[u8]) -> String;
+
 /// The harness of each target, by name.
-pub fn harness(target: &str) -> Option<fn(&[u8])> {
+pub fn harness(target: &str) -> Option<Harness> {
     Some(match target {
         "acs" => acs,
         "slo" => slo,
@@ -253,9 +256,9 @@ pub const TARGETS: [&str; 4] = ["acs", "slo", "metadata", "return_url"];
 /// `flags` bit 0: the body is the form value itself (base64 as posted,
 /// whitespace and all) rather than the XML, which the harness encodes;
 /// bits 1..: which registry ([`ACS_MODES`]).
-pub fn acs(data: &[u8]) {
+pub fn acs(data: &[u8]) -> String {
     let Some((&flags, body)) = data.split_first() else {
-        return;
+        return "empty".into();
     };
     let env = env();
     let reg = &env.acs[usize::from(flags >> 1) % env.acs.len()];
@@ -265,20 +268,20 @@ pub fn acs(data: &[u8]) {
         String::from_utf8_lossy(body).into_owned()
     };
     let sp = &reg.sp;
-    let Ok(msg) =
-        portcullis::saml::response::inspect(&form_value, sp.max_response_bytes, sp.allow_sha1)
-    else {
-        return;
-    };
+    let msg =
+        match portcullis::saml::response::inspect(&form_value, sp.max_response_bytes, sp.allow_sha1) {
+            Ok(m) => m,
+            Err(e) => return format!("inspect: {}", e.reason()),
+        };
     let issuer = msg.issuer.clone().unwrap_or_default();
     let Some(idp) = reg.by_entity_id(&issuer) else {
-        return;
+        return "unknown_issuer".into();
     };
-    let Ok(login) =
-        portcullis::saml::response::verify(idp, sp, &msg, msg.in_response_to.as_deref())
-    else {
-        return;
-    };
+    let login =
+        match portcullis::saml::response::verify(idp, sp, &msg, msg.in_response_to.as_deref()) {
+            Ok(l) => l,
+            Err(e) => return format!("verify: {}", e.reason()),
+        };
     assert!(
         SIGNED_NAME_IDS.contains(&login.name_id.as_str()),
         "a sign-in verified for a NameID the IdP never signed: {login:?}"
@@ -290,6 +293,7 @@ pub fn acs(data: &[u8]) {
     if let Some(e) = &login.email {
         assert!(SIGNED_NAME_IDS.contains(&e.as_str()), "email {e:?}: {login:?}");
     }
+    format!("signed in ({})", if msg.encrypted { "encrypted" } else { "plain" })
 }
 
 // ---------------------------------------------------------------- SLO
@@ -376,9 +380,9 @@ pub fn post_body(param: &str, p: &SloParts) -> String {
 /// 1 redirect with the rest as the raw query string, 2 POST built from the
 /// parts ([`post_body`]), 3 POST with the rest as the raw form body.
 /// `flags & 4`: SAMLResponse instead of SAMLRequest (built modes).
-pub fn slo(data: &[u8]) {
+pub fn slo(data: &[u8]) -> String {
     let Some((&flags, rest)) = data.split_first() else {
-        return;
+        return "empty".into();
     };
     let param = if flags & 4 != 0 {
         "SAMLResponse"
@@ -395,7 +399,7 @@ pub fn slo(data: &[u8]) {
 
 /// One request to `/.portcullis/saml/slo`: `params` is the query string
 /// (redirect) or the form body (POST).
-fn slo_request(post: bool, params: &str) {
+fn slo_request(post: bool, params: &str) -> String {
     use portcullis::saml::slo;
     let env = env();
     let reg = &env.acs[0];
@@ -406,56 +410,67 @@ fn slo_request(post: bool, params: &str) {
     let (message, is_response) = match (get("SAMLRequest"), get("SAMLResponse")) {
         (Some(m), None) => (m, false),
         (None, Some(m)) => (m, true),
-        _ => return,
+        _ => return "not exactly one SAMLRequest/SAMLResponse".into(),
     };
     let decoded = if post {
         slo::decode_post(&message)
     } else {
         slo::inflate(&message)
     };
-    let Ok(xml) = decoded else { return };
-    let Ok(issuer) = slo::issuer_of(&xml) else {
-        return;
+    let xml = match decoded {
+        Ok(x) => x,
+        Err(e) => return format!("decode: {}", e.reason()),
+    };
+    let issuer = match slo::issuer_of(&xml) {
+        Ok(i) => i,
+        Err(e) => return format!("issuer_of: {}", e.reason()),
     };
     let Some(idp) = reg.by_entity_id(&issuer) else {
-        return;
+        return "unknown_issuer".into();
     };
     let url = if post {
         None
     } else {
         match url::Url::parse(&format!("{SLO_BASE}?{params}")) {
             Ok(u) => Some(u),
-            Err(_) => return,
+            Err(_) => return "url".into(),
         }
     };
     if is_response {
-        if let Ok(ack) = slo::verify_logout_response(idp, &reg.sp, url.as_ref(), &xml) {
-            assert_eq!(
-                ack.in_response_to.as_deref(),
-                Some(REQUEST_ID),
-                "a LogoutResponse verified that the IdP never signed: {ack:?}"
-            );
-        }
-        return;
+        return match slo::verify_logout_response(idp, &reg.sp, url.as_ref(), &xml) {
+            Ok(ack) => {
+                assert_eq!(
+                    ack.in_response_to.as_deref(),
+                    Some(REQUEST_ID),
+                    "a LogoutResponse verified that the IdP never signed: {ack:?}"
+                );
+                "logout response verified".into()
+            }
+            Err(e) => format!("verify response: {}", e.reason()),
+        };
     }
     let verified = match &url {
         None => slo::verify_post(idp, &xml),
         Some(u) => slo::verify_redirect(idp, u, &xml),
     };
-    let Ok(logout) = verified else { return };
+    let logout = match verified {
+        Ok(l) => l,
+        Err(e) => return format!("verify request: {}", e.reason()),
+    };
     assert!(
         SIGNED_NAME_IDS.contains(&logout.name_id.as_str())
             && logout.id.starts_with(SIGNED_ID_PREFIX),
         "a LogoutRequest verified that the IdP never signed: {logout:?}"
     );
-    if logout.check_fresh(&reg.sp, fixed_now()).is_err() {
-        return;
+    if let Err(e) = logout.check_fresh(&reg.sp, fixed_now()) {
+        return format!("check_fresh: {}", e.reason());
     }
     let relay = get("RelayState");
     if let Ok(Some(u)) = slo::logout_response_url(&reg.sp, idp, &logout.id, relay.as_deref()) {
         let u = url::Url::parse(&u).expect("the LogoutResponse URL parses");
         assert_eq!(u.host_str(), Some("idp.example.test"), "{u}");
     }
+    "logout request verified and answered".into()
 }
 
 // ---------------------------------------------------------------- metadata
@@ -468,24 +483,26 @@ const MAX_METADATA: usize = 1024 * 1024;
 /// `shape::refuse_dtd`, samael's `EntityDescriptor` parser; then what
 /// `Registry::build` makes of it (signing certificates, SSO/SLO locations,
 /// the samael ServiceProvider) and the LogoutRequest URL built from it.
-pub fn metadata(data: &[u8]) {
+pub fn metadata(data: &[u8]) -> String {
     use portcullis::saml::shape;
     if data.len() > MAX_METADATA {
-        return;
+        return "too large".into();
     }
-    let Ok(xml) = shape::document_text(data.to_vec()) else {
-        return;
+    let xml = match shape::document_text(data.to_vec()) {
+        Ok(x) => x,
+        Err(e) => return format!("document_text: {}", e.reason()),
     };
     if shape::refuse_dtd(&xml).is_err() {
-        return;
+        return "dtd".into();
     }
     if xml.parse::<samael::metadata::EntityDescriptor>().is_err() {
-        return;
+        return "not an EntityDescriptor".into();
     }
     let env = env();
     let map = HashMap::from([("md".to_string(), xml)]);
-    let Ok(reg) = Registry::build(&env.md_cfg, &env.md_saml, Some(&map)) else {
-        return;
+    let reg = match Registry::build(&env.md_cfg, &env.md_saml, Some(&map)) {
+        Ok(r) => r,
+        Err((key, msg)) => return format!("registry: {key}: {msg}"),
     };
     let idp = &reg.idps[0];
     assert!(!idp.certs.is_empty(), "an IdP without a signing certificate was accepted");
@@ -498,7 +515,11 @@ pub fn metadata(data: &[u8]) {
         session_index: Some("_s1".into()),
         asserted_groups: vec![],
     };
-    let _ = portcullis::saml::slo::logout_request_url(&reg.sp, idp, &link);
+    match portcullis::saml::slo::logout_request_url(&reg.sp, idp, &link) {
+        Ok(Some(_)) => "IdP built (with SLO)".into(),
+        Ok(None) => "IdP built".into(),
+        Err(e) => format!("IdP built, LogoutRequest URL: {}", e.reason()),
+    }
 }
 
 // ---------------------------------------------------------------- return URL
@@ -507,22 +528,23 @@ pub fn metadata(data: &[u8]) {
 /// login page's `rd` and the ACS's RelayState), on the input itself and on
 /// the `rd` parameter of the input read as a query string. An accepted
 /// target must be a path on the gateway's own origin.
-pub fn return_url(data: &[u8]) {
+pub fn return_url(data: &[u8]) -> String {
     let s = String::from_utf8_lossy(data);
-    check_target(&s);
+    let mut out = format!("as is: {}", check_target(&s));
     if let Some(rd) = portcullis::gateway::local::query_param(Some(&s), "rd") {
-        check_target(&rd);
+        out += &format!(", rd: {}", check_target(&rd));
     }
     for (k, v) in url::form_urlencoded::parse(data) {
         if k == "RelayState" {
-            check_target(&v);
+            out += &format!(", RelayState: {}", check_target(&v));
         }
     }
+    out
 }
 
-fn check_target(t: &str) {
+fn check_target(t: &str) -> &'static str {
     if !portcullis::gateway::local::is_local_target(t) {
-        return;
+        return "refused";
     }
     assert!(t.starts_with('/'), "{t:?}");
     assert!(!t.starts_with("//") && !t.starts_with("/\\"), "{t:?}");
@@ -542,4 +564,5 @@ fn check_target(t: &str) {
     );
     // It becomes a Location header.
     http::HeaderValue::try_from(t).unwrap_or_else(|e| panic!("{t:?} as Location: {e}"));
+    "local"
 }

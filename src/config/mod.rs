@@ -307,6 +307,13 @@ pub struct IdpConfig {
     /// another site signs the victim into the attacker's account (login CSRF).
     #[serde(default)]
     pub allow_idp_initiated: bool,
+    /// With `allow_idp_initiated`: show a "continue as …" page that must be
+    /// confirmed from this browser (same-origin POST, SameSite=Strict
+    /// cookie) before an unsolicited response signs anyone in, so a
+    /// response auto-POSTed by another site cannot (login CSRF). One click
+    /// more for portal launches; false signs in directly.
+    #[serde(default = "yes")]
+    pub idp_initiated_confirm: bool,
     #[serde(default)]
     pub require_signature: SignatureRequirement,
     #[serde(default)]

@@ -173,7 +173,11 @@ pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
         "/saml/slo" if get_like || req.method == Method::POST => {
             crate::saml::web::slo(app, &req).await
         }
+        "/saml/continue" if req.method == Method::POST => {
+            crate::saml::web::continue_idp_initiated(app, &req).await
+        }
         "/saml/acs" => acs_not_posted(app, &req),
+        "/saml/continue" => method_not_allowed("POST"),
         "/saml/metadata" => method_not_allowed("GET, HEAD"),
         "/logout" if get_like || req.method == Method::POST => logout(app, &req).await,
         "/healthz" | "/readyz" | "/jwks.json" | "/userinfo" | "/login" => {

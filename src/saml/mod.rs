@@ -61,6 +61,8 @@ pub enum SamlError {
     IdpInitiatedNotAllowed,
     #[error("sign-in was started in another browser (login binding cookie missing or wrong)")]
     BrowserBinding,
+    #[error("unsolicited sign-in not confirmed from the browser it was shown in: {0}")]
+    Unconfirmed(String),
     #[error("assertion was already used (replay)")]
     Replay,
     #[error("IdP reported failure: {0}")]
@@ -115,6 +117,7 @@ impl SamlError {
             Self::InResponseTo => "in_response_to",
             Self::IdpInitiatedNotAllowed => "idp_initiated_refused",
             Self::BrowserBinding => "browser_binding",
+            Self::Unconfirmed(_) => "idp_initiated_unconfirmed",
             Self::Replay => "replay",
             Self::Status(_) => "status_not_success",
             Self::NoSubject => "no_subject",

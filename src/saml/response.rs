@@ -200,7 +200,7 @@ pub fn inspect(
 }
 
 /// A verified sign-in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Login {
     pub idp: String,
     pub name_id: String,

@@ -404,9 +404,179 @@ async fn accept(
         return Err((idp_id.clone(), SamlError::Replay, xml()));
     }
 
-    let principal = resolve_principal(app, &idp, &login)
+    if msg.in_response_to.is_none() && idp.idp_initiated_confirm {
+        return ask_to_continue(app, &idp, &login, target)
+            .await
+            .map_err(|e| (idp_id.clone(), e, None));
+    }
+    finish_sign_in(app, req, &idp, &login, target)
         .await
-        .map_err(|e| (idp_id.clone(), e, None))?;
+        .map_err(|e| (idp_id.clone(), e, None))
+}
+
+/// Cookie binding an unsolicited sign-in's confirmation page to the browser
+/// it was shown in. `SameSite=Strict`: never sent with a cross-site request,
+/// so only a POST from our own page carries it.
+pub const CONFIRM_COOKIE: &str = "portcullis_confirm";
+const NS_CONFIRM: &str = "idpinit";
+/// How long a confirmation page stays good.
+const CONFIRM_TTL: Duration = Duration::from_secs(120);
+
+/// A verified unsolicited sign-in waiting for the browser to confirm it.
+#[derive(Serialize, Deserialize)]
+struct PendingConfirm {
+    idp: String,
+    target: String,
+    /// SHA-256 of the confirmation cookie's value.
+    binding: String,
+    login: Login,
+}
+
+/// The "continue as …" page for a verified unsolicited response: the
+/// sign-in is kept in the store under a nonce that only this page knows,
+/// bound to a SameSite=Strict cookie set with it.
+async fn ask_to_continue(
+    app: &App,
+    idp: &Idp,
+    login: &Login,
+    target: String,
+) -> Result<LocalResponse, SamlError> {
+    let nonce = random_b64(32);
+    let secret = random_b64(32);
+    let pending = PendingConfirm {
+        idp: idp.id.clone(),
+        target,
+        binding: crate::secret::sha256_hex(secret.as_bytes()),
+        login: login.clone(),
+    };
+    let value = serde_json::to_vec(&pending).map_err(|e| SamlError::Other(e.to_string()))?;
+    let key = crate::secret::sha256_hex(nonce.as_bytes());
+    match app
+        .store
+        .put_state_once(NS_CONFIRM, &key, &value, CONFIRM_TTL)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Err(SamlError::Other("confirmation nonce collision".into())),
+        Err(e) => return Err(SamlError::Store(e.to_string())),
+    }
+    tracing::info!(idp = %idp.id, name_id = %login.name_id, "unsolicited sign-in verified; waiting for the browser to confirm");
+    let who = login.email.clone().unwrap_or_else(|| login.name_id.clone());
+    let action = format!("{}/saml/continue", app.prefix);
+    let body = format!(
+        "<p>Your identity provider <strong>{}</strong> is signing you in as <strong>{}</strong>.</p>\
+<p class=\"muted\">Continue only if you just chose this application in your identity provider's portal.</p>\
+<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"nonce\" value=\"{}\">\
+<button type=\"submit\">Continue</button></form><p><a href=\"/\">Cancel</a></p>",
+        pages::escape(&idp.display_name),
+        pages::escape(&who),
+        pages::escape(&action),
+        pages::escape(&nonce),
+    );
+    let secure = if app.cfg.is_https() { "; Secure" } else { "" };
+    Ok(
+        LocalResponse::html(200, pages::page("Continue signing in", &body))
+            .with_header(
+                http::header::SET_COOKIE,
+                format!(
+                    "{CONFIRM_COOKIE}={secret}; Path={action}; Max-Age={}; HttpOnly; SameSite=Strict{secure}",
+                    CONFIRM_TTL.as_secs()
+                ),
+            )
+            .with_header(http::header::X_FRAME_OPTIONS, "DENY")
+            .with_header(
+                http::header::CONTENT_SECURITY_POLICY,
+                "frame-ancestors 'none'",
+            )
+            .with_header(http::header::CACHE_CONTROL, "no-store"),
+    )
+}
+
+/// `POST /.portcullis/saml/continue`: the browser confirms an unsolicited
+/// sign-in. Refused unless the POST is same-origin (Origin or
+/// Sec-Fetch-Site, when the browser sends them), carries the page's nonce
+/// and the SameSite=Strict cookie set with it; single use.
+pub async fn continue_idp_initiated(app: &App, req: &LocalRequest) -> LocalResponse {
+    let refuse = |why: &str| failure(app, None, &SamlError::Unconfirmed(why.to_string()), None);
+    let origin = app.cfg.server.public_url.origin();
+    let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    if header("origin").is_some_and(|o| o != origin) {
+        return refuse("cross-origin confirmation");
+    }
+    if header("sec-fetch-site").is_some_and(|s| s != "same-origin") {
+        return refuse("cross-site confirmation");
+    }
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect();
+    let Some(nonce) = form.iter().find(|(k, _)| k == "nonce").map(|(_, v)| v) else {
+        return refuse("no nonce");
+    };
+    let Some(secret) = cookie_value(req, CONFIRM_COOKIE) else {
+        return refuse("confirmation cookie missing (another browser, or expired)");
+    };
+    let key = crate::secret::sha256_hex(nonce.as_bytes());
+    let pending = match app.store.peek_state(NS_CONFIRM, &key).await {
+        Ok(Some(raw)) => match serde_json::from_slice::<PendingConfirm>(&raw) {
+            Ok(p) => p,
+            Err(_) => return refuse("unreadable pending sign-in"),
+        },
+        Ok(None) => return refuse("unknown or expired confirmation"),
+        Err(e) => {
+            let reference = pages::reference_id();
+            tracing::error!(reference, error = %e, "confirmation could not reach the store");
+            return crate::gateway::local::unavailable(&req.headers, &reference);
+        }
+    };
+    let have = crate::secret::sha256_hex(secret.as_bytes());
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        have.as_bytes(),
+        pending.binding.as_bytes(),
+    )) {
+        return refuse("confirmation cookie does not match");
+    }
+    // Single use: of two confirmations, one wins.
+    match app.store.take_state(NS_CONFIRM, &key).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return refuse("already confirmed"),
+        Err(e) => {
+            let reference = pages::reference_id();
+            tracing::error!(reference, error = %e, "confirmation could not reach the store");
+            return crate::gateway::local::unavailable(&req.headers, &reference);
+        }
+    }
+    let Some(reg) = registry(app) else {
+        return refuse("SAML is not configured");
+    };
+    let Some(idp) = reg.by_id(&pending.idp).cloned() else {
+        return refuse("the IdP is no longer configured");
+    };
+    let clear = format!(
+        "{CONFIRM_COOKIE}=; Path={}/saml/continue; Max-Age=0; HttpOnly; SameSite=Strict",
+        app.prefix
+    );
+    match finish_sign_in(app, req, &idp, &pending.login, pending.target).await {
+        Ok(r) => r.with_header(http::header::SET_COOKIE, clear),
+        Err(SamlError::Store(e)) => {
+            let reference = pages::reference_id();
+            tracing::error!(reference, detail = %e, "SAML sign-in could not reach the store");
+            crate::gateway::local::unavailable(&req.headers, &reference)
+        }
+        Err(e) => failure(app, Some(&idp.id), &e, None),
+    }
+}
+
+/// The directory user, a new session (a fresh id: never the one the
+/// browser came with) and the redirect to where the user was going.
+async fn finish_sign_in(
+    app: &App,
+    req: &LocalRequest,
+    idp: &Idp,
+    login: &Login,
+    target: String,
+) -> Result<LocalResponse, SamlError> {
+    let sp_debug = registry(app).is_some_and(|r| r.sp.debug);
+    let principal = resolve_principal(app, idp, login).await?;
     let link = crate::session::SsoLink {
         idp: idp.id.clone(),
         name_id: login.name_id.clone(),
@@ -418,8 +588,8 @@ async fn accept(
         .sessions
         .create_linked(principal, "saml", req.session_id.as_ref(), Some(link))
         .await
-        .map_err(|e| (idp_id.clone(), SamlError::Store(e.to_string()), None))?;
-    if sp.debug {
+        .map_err(|e| SamlError::Store(e.to_string()))?;
+    if sp_debug {
         tracing::info!(idp = %idp.id, attributes = ?login.attributes, "SAML debug: accepted assertion attributes");
     }
     tracing::info!(idp = %idp.id, sub = %live.principal().sub, sid = live.key.sid(), "signed in");

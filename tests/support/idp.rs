@@ -85,15 +85,15 @@ impl TestIdp {
 
     /// TOML for a `[[saml.idp]]` pointing at this IdP.
     /// Most tests post unsolicited responses, so they opt in to IdP-initiated
-    /// sign-in (off by default) unless `extra` says otherwise or holds
-    /// the marker `DEFAULTS`.
+    /// sign-in (off by default) without the confirmation page, unless
+    /// `extra` says otherwise or holds the marker `DEFAULTS`.
     pub fn idp_toml(&self, id: &str, cert: &Path, extra: &str) -> String {
         let extra = if extra.contains("allow_idp_initiated") {
             extra.to_string()
         } else if extra.contains("DEFAULTS") {
             extra.replace("DEFAULTS", "")
         } else {
-            format!("allow_idp_initiated = true\n{extra}")
+            format!("allow_idp_initiated = true\nidp_initiated_confirm = false\n{extra}")
         };
         format!(
             "[[saml.idp]]\nid = \"{id}\"\nentity_id = \"{}\"\nsso_url = \"https://idp.example.test/sso/{id}\"\ncertificate = \"{}\"\n{extra}\n",

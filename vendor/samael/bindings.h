@@ -10,3 +10,5 @@
 #include <xmlsec/list.h>
 #include <xmlsec/xmlsec.h>
 #include <xmlsec/xmltree.h>
+// PORTCULLIS PATCH: error output control
+#include <xmlsec/errors.h>

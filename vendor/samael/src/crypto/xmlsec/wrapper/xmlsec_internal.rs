@@ -80,6 +80,9 @@ fn init_xmlsec() -> XmlSecResult<()> {
     if rc < 0 {
         Err(XmlSecError::XmlSecInitError)
     } else {
+        // PORTCULLIS PATCH: xmlsec writes every failed verification to
+        // stderr; a peer could fill the log at will. Callers report errors.
+        unsafe { bindings::xmlSecErrorsDefaultCallbackEnableOutput(0) };
         Ok(())
     }
 }

@@ -1,0 +1,164 @@
+//! What the worst SAML input costs before it is refused: unsigned
+//! responses of the largest accepted size, shaped to make libxml2 and
+//! xmlsec work (every Reference is digested before the SignatureValue is
+//! checked), from base64 to refusal through `inspect` + `verify`, exactly
+//! as the ACS runs them. The target is < 50 ms each (issue 9); the figures
+//! go in SECURITY.md. `cargo bench --bench saml_refusals`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, Criterion};
+use openssl::asn1::Asn1Time;
+use openssl::bn::BigNum;
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509Builder, X509NameBuilder};
+use portcullis::saml::response::{inspect, verify};
+
+const IDP: &str = "https://idp.example.test/metadata";
+const MAX: usize = 256 * 1024;
+
+fn rsa_cert_pem(bits: u32) -> (Vec<u8>, Vec<u8>) {
+    let key = PKey::from_rsa(Rsa::generate(bits).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "bench").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(365).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (
+        b.build().to_pem().unwrap(),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+fn registry(dir: &std::path::Path) -> portcullis::saml::idp::Registry {
+    let (idp_cert, _) = rsa_cert_pem(2048);
+    std::fs::write(dir.join("idp.pem"), idp_cert).unwrap();
+    let (sp_cert, sp_key) = rsa_cert_pem(4096);
+    std::fs::write(dir.join("sp.crt"), sp_cert).unwrap();
+    std::fs::write(dir.join("sp.key"), sp_key).unwrap();
+    let key = dir.join("k.pem");
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
+        .unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"http://localhost:8080\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{d}/state\"\n[identity]\nsigning_key = \"{k}\"\n[saml]\nsp_key = \"{d}/sp.key\"\nsp_cert = \"{d}/sp.crt\"\n[[saml.idp]]\nid = \"b\"\nentity_id = \"{IDP}\"\nsso_url = \"https://idp.example.test/sso\"\ncertificate = \"{d}/idp.pem\"\nallow_idp_initiated = true\n",
+            d = dir.display(),
+            k = key.display()
+        ),
+    )
+    .unwrap();
+    let cfg = portcullis::config::Config::load(&config).unwrap();
+    let saml = cfg.saml.clone().unwrap();
+    portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap()
+}
+
+/// A garbage signature of the accepted shape over the Response.
+fn signature(rid: &str, c14n: &str) -> String {
+    format!(
+        "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
+<ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>\
+<ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>\
+<ds:Reference URI=\"#{rid}\"><ds:Transforms>\
+<ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\
+<ds:Transform Algorithm=\"{c14n}\"/></ds:Transforms>\
+<ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue>AAAA</ds:DigestValue></ds:Reference>\
+</ds:SignedInfo><ds:SignatureValue>AAAA</ds:SignatureValue></ds:Signature>"
+    )
+}
+
+const EXC: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const INCL: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+
+/// An unsigned Response: root attributes, then Issuer, the signature, an
+/// Extensions block filled with `filler`, and a minimal assertion.
+fn response(root_extra: &str, c14n: &str, filler: &str) -> String {
+    let rid = "_r0";
+    format!(
+        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{rid}\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\" Destination=\"http://localhost:8080/.portcullis/saml/acs\"{root_extra}>\
+<saml:Issuer>{IDP}</saml:Issuer>{}<samlp:Extensions>{filler}</samlp:Extensions><samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>\
+<saml:Assertion ID=\"_a0\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><saml:Issuer>{IDP}</saml:Issuer><saml:Subject><saml:NameID>a@example.com</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>",
+        signature(rid, c14n)
+    )
+}
+
+/// Repeats `unit` until the base64 of the whole response reaches the limit.
+fn fill(root_extra: &str, c14n: &str, unit: &str) -> String {
+    let base = response(root_extra, c14n, "").len();
+    let n = (MAX * 3 / 4 - base - 64) / unit.len();
+    response(root_extra, c14n, &unit.repeat(n))
+}
+
+fn inputs() -> Vec<(&'static str, String)> {
+    let ns: String = (0..2000)
+        .map(|i| format!(" xmlns:p{i}=\"urn:n:{i}\""))
+        .collect();
+    let deep = {
+        let open: String = (0..200).map(|_| "<x>").collect();
+        let close: String = (0..200).map(|_| "</x>").collect();
+        format!("{open}{close}")
+    };
+    let attrs: String = (0..40).map(|i| format!(" a{i}=\"v\"")).collect();
+    vec![
+        ("many elements (exc-c14n)", fill("", EXC, "<x/>")),
+        ("many elements (c14n)", fill("", INCL, "<x/>")),
+        (
+            "2000 namespaces on the root (c14n)",
+            fill(&ns, INCL, "<x/>"),
+        ),
+        (
+            "2000 namespaces on the root (exc-c14n)",
+            fill(&ns, EXC, "<x/>"),
+        ),
+        ("nesting 200 deep, repeated (c14n)", fill("", INCL, &deep)),
+        (
+            "40 attributes per element (c14n)",
+            fill("", INCL, &format!("<x{attrs}/>")),
+        ),
+        (
+            "one large text node",
+            fill("", EXC, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        ),
+        ("character references", fill("", INCL, "&#x1F980;")),
+    ]
+}
+
+fn refusals(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    let idp = reg.idps[0].clone();
+    let mut g = c.benchmark_group("saml_refusal");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    for (label, xml) in inputs() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());
+        assert!(b64.len() <= MAX, "{label}: {} bytes", b64.len());
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                let r = inspect(black_box(&b64), MAX, false)
+                    .and_then(|m| verify(&idp, &reg.sp, &m, m.in_response_to.as_deref()));
+                assert!(r.is_err(), "{label} was accepted");
+                r.err().map(|e| e.reason())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, refusals);
+criterion_main!(benches);
