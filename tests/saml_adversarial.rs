@@ -528,7 +528,48 @@ async fn an_unverified_logout_response_ends_no_session() {
     assert!(!clears_session_cookie(&r));
     assert_eq!(reason_of(&e, r).await.0, 400);
     assert!(still_signed_in(&e, &session).await);
-    // A verified one (signed by the IdP, to our endpoint) clears the cookie.
+    // Nor a verified one, however well signed (review finding: a captured
+    // LogoutResponse, even a year old, signed out whoever followed a link
+    // to it): a LogoutResponse only ever follows our own logout.
+    let old = (chrono::Utc::now() - chrono::Duration::days(365))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stale = forged.replacen(
+        &forged
+            .split("IssueInstant=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string(),
+        &old,
+        1,
+    );
+    for xml in [&forged, &stale] {
+        let signed = e.idp.redirect_message(&slo, "SAMLResponse", xml, true);
+        for _ in 0..3 {
+            let r = client()
+                .get(e.gw.url(&signed))
+                .header(COOKIE, &session)
+                .send()
+                .await
+                .unwrap();
+            assert!(!clears_session_cookie(&r));
+            assert_eq!(
+                reason_of(&e, r).await,
+                (400, "unexpected_logout_response".into())
+            );
+        }
+    }
+    assert!(still_signed_in(&e, &session).await);
+    // After our own logout, the IdP's answer lands on the signed-out page.
+    let r = client()
+        .get(e.gw.url("/.portcullis/logout"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection() || r.status().is_success());
     let signed = e.idp.redirect_message(&slo, "SAMLResponse", &forged, true);
     let r = client()
         .get(e.gw.url(&signed))
@@ -537,7 +578,111 @@ async fn an_unverified_logout_response_ends_no_session() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(clears_session_cookie(&r));
+    assert!(r.text().await.unwrap().contains("signed out"));
+}
+
+// ---- found by review: superlinear work before the signature is checked
+
+/// An unsigned Response naming the configured IdP, with a signature of the
+/// accepted shape (Reference to its own ID) and `extra` on the root.
+fn shaped_bomb(e: &Env, root_extra: &str, transform: &str, body: &str) -> String {
+    let mut o = e.opts(None);
+    o.sign_response = false;
+    o.sign_assertion = false;
+    let xml = e.idp.response_xml(&o);
+    let own = format!("#{}", o.response_id);
+    let transforms = format!("<ds:Transform Algorithm=\"{ENVELOPED}\"/>{transform}");
+    xml.replacen(
+        " Version=\"2.0\"",
+        &format!(" Version=\"2.0\"{root_extra}"),
+        1,
+    )
+    .replacen(
+        "</saml:Issuer>",
+        &format!(
+            "</saml:Issuer>{}<samlp:Extensions>{body}</samlp:Extensions>",
+            forged_signature(&own, &transforms, "")
+        ),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn c14n_and_parser_bombs_are_refused_before_any_parser_or_digest_work() {
+    let e = env();
+    let ns: String = (0..1000)
+        .map(|i| format!(" xmlns:n{i}=\"urn:u\""))
+        .collect();
+    let attrs: String = (0..19000).map(|i| format!(" a{i}=\"\"")).collect();
+    let prefixes: String = (0..1000).map(|i| format!("n{i} ")).collect();
+    let incl = "<ds:Transform Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315\"/>";
+    let exc_list = format!(
+        "<ds:Transform Algorithm=\"{EXC_C14N}\"><ec:InclusiveNamespaces xmlns:ec=\"{EXC_C14N}\" PrefixList=\"{prefixes}\"/></ds:Transform>"
+    );
+    let deep = format!("{}{}", "<x>".repeat(200), "</x>".repeat(200));
+    let cases = [
+        (
+            "1000 namespaces, inclusive c14n",
+            shaped_bomb(&e, &ns, incl, &"<a/>".repeat(1000)),
+        ),
+        (
+            "long PrefixList",
+            shaped_bomb(&e, "", &exc_list, &"<a/>".repeat(1000)),
+        ),
+        ("19000 attributes", shaped_bomb(&e, &attrs, incl, "")),
+        (
+            "40000 elements",
+            shaped_bomb(&e, "", incl, &"<a/>".repeat(40000)),
+        ),
+        ("200 deep", shaped_bomb(&e, "", incl, &deep)),
+    ];
+    for (label, xml) in cases {
+        let b = b64(&xml);
+        assert!(b.len() <= 256 * 1024, "{label}: {}", b.len());
+        let started = std::time::Instant::now();
+        assert_eq!(e.refused(&b, None, 400).await, "signature_shape", "{label}");
+        // Generous for a loaded CI machine; unrefused, these took seconds.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{label}: {:?}",
+            started.elapsed()
+        );
+    }
+    // The SLO POST binding runs the same checks.
+    let slo = format!("{}/.portcullis/saml/slo", e.entity);
+    let xml = format!(
+        "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"{ns} ID=\"_l1\" Version=\"2.0\" IssueInstant=\"{}\" Destination=\"{slo}\"><saml:Issuer>{}</saml:Issuer>{}<saml:NameID>alice@example.com</saml:NameID></samlp:LogoutRequest>",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        e.idp.entity_id,
+        forged_signature("#_l1", &format!("<ds:Transform Algorithm=\"{ENVELOPED}\"/>{incl}"), "")
+    );
+    let r = client()
+        .post(e.gw.url("/.portcullis/saml/slo"))
+        .form(&[("SAMLRequest", b64(&xml))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reason_of(&e, r).await, (400, "signature_shape".into()));
+}
+
+#[tokio::test]
+async fn cdata_is_refused_before_the_reduction_can_backtrack_on_it() {
+    let e = env();
+    let mut o = e.opts(None);
+    let mut values = vec!["staff".to_string(); 16];
+    values.push("xy".into());
+    o.attributes = vec![("memberOf".into(), values)];
+    // Signed as it is; the CDATA split canonicalizes the same, so the
+    // signature still verifies while libxml2's tree differs from the
+    // signed fragment (samael's matcher then tried ~2^16 alignments).
+    let xml = e.idp.response_xml(&o).replacen(
+        "<saml:AttributeValue>xy</saml:AttributeValue>",
+        "<saml:AttributeValue>x<![CDATA[y]]></saml:AttributeValue>",
+        1,
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(e.refused(&b64(&xml), None, 400).await, "malformed");
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 fn logout_request(e: &Env, destination: Option<&str>, not_on_or_after: Option<&str>) -> String {

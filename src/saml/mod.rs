@@ -63,6 +63,8 @@ pub enum SamlError {
     BrowserBinding,
     #[error("unsolicited sign-in not confirmed from the browser it was shown in: {0}")]
     Unconfirmed(String),
+    #[error("LogoutResponse for a browser that is still signed in (not after our logout)")]
+    UnexpectedLogoutResponse,
     #[error("assertion was already used (replay)")]
     Replay,
     #[error("IdP reported failure: {0}")]
@@ -118,6 +120,7 @@ impl SamlError {
             Self::IdpInitiatedNotAllowed => "idp_initiated_refused",
             Self::BrowserBinding => "browser_binding",
             Self::Unconfirmed(_) => "idp_initiated_unconfirmed",
+            Self::UnexpectedLogoutResponse => "unexpected_logout_response",
             Self::Replay => "replay",
             Self::Status(_) => "status_not_success",
             Self::NoSubject => "no_subject",

@@ -559,6 +559,7 @@ fn verify_encrypted(
     let plaintext = xmlenc::decrypt_assertion(ea, key)?;
 
     shape::refuse_unsafe_xml(&plaintext)?;
+    shape::prescan(&plaintext)?;
     let inner = roxmltree::Document::parse_with_options(
         &plaintext,
         roxmltree::ParsingOptions {

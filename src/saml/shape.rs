@@ -159,8 +159,123 @@ pub fn refuse_unsafe_xml(xml: &str) -> Result<(), SamlError> {
     Ok(())
 }
 
-/// Parses peer XML the one way every check reads it.
+/// Most elements in one message. Responses with a thousand group values
+/// stay far below it; c14n's namespace pass costs elements × in-scope
+/// namespaces², all before the SignatureValue is looked at.
+pub const MAX_ELEMENTS: usize = 5000;
+/// Deepest nesting (a SAML response is about 8 deep).
+pub const MAX_DEPTH: usize = 32;
+/// Most attributes on one element (roxmltree checks duplicates pairwise).
+pub const MAX_ATTRIBUTES: usize = 32;
+/// Most namespace declarations in scope at any element (Okta declares xs
+/// and xsi on every AttributeValue: in scope they are still a handful).
+pub const MAX_NAMESPACES_IN_SCOPE: usize = 24;
+/// Most prefixes in an exc-c14n InclusiveNamespaces PrefixList.
+pub const MAX_PREFIX_LIST: usize = 8;
+
+/// One linear pass over the text, before any parser, bounding what makes
+/// the parsers and c14n work superlinearly: elements, depth, attributes per
+/// element, namespace declarations in scope. CDATA is refused: no IdP needs
+/// it, and a CDATA split of signed text canonicalizes the same while
+/// libxml2's tree differs from the signed fragment (samael's reduction then
+/// backtracks). Markup it does not expect (`<!`, `<?` past the XML
+/// declaration) is refused too; `refuse_unsafe_xml` says which.
+pub fn prescan(xml: &str) -> Result<(), SamlError> {
+    let b = xml.as_bytes();
+    let mut i = 0;
+    if xml.starts_with("<?xml") {
+        i = xml.find("?>").map(|p| p + 2).unwrap_or(b.len());
+    }
+    let mut elements = 0usize;
+    // Namespace declarations in scope, per open element.
+    let mut scopes: Vec<usize> = Vec::new();
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'/') => {
+                scopes.pop();
+                i += 2;
+                continue;
+            }
+            Some(b'!') if b[i..].starts_with(b"<![CDATA[") => {
+                return Err(SamlError::Malformed("CDATA section in SAML message".into()))
+            }
+            Some(b'!') | Some(b'?') => {
+                refuse_unsafe_xml(xml)?;
+                return Err(SamlError::Malformed("unexpected markup".into()));
+            }
+            _ => {}
+        }
+        // A start tag: attributes are counted outside quoted values.
+        elements += 1;
+        if elements > MAX_ELEMENTS {
+            return Err(refuse(format!("more than {MAX_ELEMENTS} elements")));
+        }
+        let mut j = i + 1;
+        let mut quote: Option<u8> = None;
+        let mut attributes = 0usize;
+        let mut declarations = 0usize;
+        let mut self_closing = false;
+        while j < b.len() {
+            let c = b[j];
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == b'"' || c == b'\'' => quote = Some(c),
+                None if c == b'=' => {
+                    attributes += 1;
+                    // The name before `=` (optional spaces): xmlns or xmlns:p.
+                    let name_end = b[..j]
+                        .iter()
+                        .rposition(|x| !x.is_ascii_whitespace())
+                        .map(|p| p + 1)
+                        .unwrap_or(0);
+                    let name_start = b[..name_end]
+                        .iter()
+                        .rposition(|x| x.is_ascii_whitespace())
+                        .map(|p| p + 1)
+                        .unwrap_or(0);
+                    let name = &b[name_start..name_end];
+                    if name == b"xmlns" || name.starts_with(b"xmlns:") {
+                        declarations += 1;
+                    }
+                }
+                None if c == b'>' => {
+                    self_closing = b[j - 1] == b'/';
+                    break;
+                }
+                None => {}
+            }
+            j += 1;
+        }
+        if attributes > MAX_ATTRIBUTES {
+            return Err(refuse(format!(
+                "more than {MAX_ATTRIBUTES} attributes on one element"
+            )));
+        }
+        let in_scope = scopes.last().copied().unwrap_or(0) + declarations;
+        if in_scope > MAX_NAMESPACES_IN_SCOPE {
+            return Err(refuse(format!(
+                "more than {MAX_NAMESPACES_IN_SCOPE} namespace declarations in scope"
+            )));
+        }
+        if !self_closing {
+            scopes.push(in_scope);
+            if scopes.len() > MAX_DEPTH {
+                return Err(refuse(format!("nested more than {MAX_DEPTH} deep")));
+            }
+        }
+        i = j + 1;
+    }
+    Ok(())
+}
+
+/// Parses peer XML the one way every check reads it, after [`prescan`].
 pub fn parse(xml: &str) -> Result<roxmltree::Document<'_>, SamlError> {
+    prescan(xml)?;
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
         ..Default::default()
@@ -384,13 +499,25 @@ fn check_signature(sig: roxmltree::Node, allow_sha1: bool) -> Result<(), SamlErr
     Ok(())
 }
 
-/// A canonicalization element may carry exc-c14n's InclusiveNamespaces, nothing else.
+/// A canonicalization element may carry exc-c14n's InclusiveNamespaces
+/// (a short PrefixList: each prefix costs a namespace search per element),
+/// nothing else.
 fn only_inclusive_namespaces(n: roxmltree::Node) -> Result<(), SamlError> {
     for c in n.children().filter(|c| c.is_element()) {
         if !c.has_tag_name((NS_EXC_C14N, "InclusiveNamespaces")) || c.has_children() {
             return Err(refuse(format!(
                 "{} inside a transform is not accepted",
                 c.tag_name().name()
+            )));
+        }
+        let prefixes = c
+            .attribute("PrefixList")
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .count();
+        if prefixes > MAX_PREFIX_LIST {
+            return Err(refuse(format!(
+                "more than {MAX_PREFIX_LIST} prefixes in InclusiveNamespaces"
             )));
         }
     }
@@ -504,6 +631,7 @@ mod tests {
             ),
             ("<ds:Transforms>", "<ds:Transforms><ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>"),
             ("PrefixList=\"xs\"/>", "PrefixList=\"xs\"><x/></ec:InclusiveNamespaces>"),
+            ("PrefixList=\"xs\"", "PrefixList=\"a b c d e f g h i\""),
         ];
         for (from, to) in cases {
             let xml = SIGNED.replacen(from, to, 1);
@@ -519,6 +647,46 @@ mod tests {
         );
         assert!(matches!(check(&sha1), Err(SamlError::Sha1)));
         check_signatures(&parse(&sha1).unwrap(), true).unwrap();
+    }
+
+    #[test]
+    fn the_prescan_bounds_what_parsers_and_c14n_pay_for() {
+        let ok = "<?xml version=\"1.0\"?><a x=\"1>2\" y='='><b/><c xmlns:p=\"u\">t</c></a>";
+        prescan(ok).unwrap();
+        let many = |n: usize, unit: &str| format!("<a>{}</a>", unit.repeat(n));
+        assert!(prescan(&many(MAX_ELEMENTS - 1, "<b/>")).is_ok());
+        assert!(matches!(
+            prescan(&many(MAX_ELEMENTS, "<b/>")),
+            Err(SamlError::SignatureShape(_))
+        ));
+        let deep = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(prescan(&deep(MAX_DEPTH)).is_ok());
+        assert!(prescan(&deep(MAX_DEPTH + 1)).is_err());
+        let attrs = |n: usize| {
+            format!(
+                "<a {}/>",
+                (0..n).map(|i| format!("a{i}=\"x>\"")).collect::<String>()
+            )
+        };
+        assert!(prescan(&attrs(MAX_ATTRIBUTES)).is_ok());
+        assert!(prescan(&attrs(MAX_ATTRIBUTES + 1)).is_err());
+        // Declarations add up along a path, not across siblings.
+        let okta: String = (0..200)
+            .map(|_| "<v xmlns:xs=\"x\" xmlns:xsi=\"y\">1</v>")
+            .collect();
+        prescan(&format!("<r xmlns:s=\"s\">{okta}</r>")).unwrap();
+        let nested: String = (0..13)
+            .map(|i| format!("<e xmlns:a{i}=\"u\" xmlns:b{i}=\"u\">"))
+            .collect();
+        assert!(prescan(&nested).is_err());
+        assert!(matches!(
+            prescan("<a>x<![CDATA[y]]></a>"),
+            Err(SamlError::Malformed(_))
+        ));
+        assert!(matches!(
+            prescan("<a><!-- x --></a>"),
+            Err(SamlError::Comment)
+        ));
     }
 
     #[test]

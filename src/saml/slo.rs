@@ -177,6 +177,7 @@ impl IdpLogout {
 pub struct LogoutAck {
     pub issuer: String,
     pub in_response_to: Option<String>,
+    pub issue_instant: Option<chrono::DateTime<chrono::Utc>>,
     pub success: bool,
 }
 
@@ -258,6 +259,7 @@ fn parse_logout_response(xml: &str) -> Result<(LogoutAck, Option<String>), SamlE
         LogoutAck {
             issuer: child_text(root, NS_ASSERTION, "Issuer").unwrap_or_default(),
             in_response_to: root.attribute("InResponseTo").map(str::to_string),
+            issue_instant: time_attr(root, "IssueInstant"),
             success,
         },
         root.attribute("Destination").map(str::to_string),
@@ -388,6 +390,7 @@ pub fn verify_logout_response(
     sp: &SpSettings,
     url: Option<&url::Url>,
     xml: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<LogoutAck, SamlError> {
     let (ack, destination) = match url {
         Some(u) => {
@@ -410,5 +413,14 @@ pub fn verify_logout_response(
     if ack.in_response_to.is_none() {
         return Err(SamlError::InResponseTo);
     }
-    Ok(ack)
+    let window = chrono::Duration::from_std(sp.clock_skew).unwrap_or_default()
+        + chrono::Duration::minutes(5);
+    match ack.issue_instant {
+        Some(t) if t > now + window => Err(SamlError::NotYetValid(t.to_rfc3339())),
+        Some(t) if t + window < now => Err(SamlError::Expired(t.to_rfc3339())),
+        Some(_) => Ok(ack),
+        None => Err(SamlError::Malformed(
+            "LogoutResponse has no IssueInstant".into(),
+        )),
+    }
 }

@@ -847,16 +847,20 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
         }
     };
     if is_response {
-        return logout_response(app, reg, req, post, &message);
+        return logout_response(app, reg, req, post, &message).await;
     }
     let (idp, xml, url) = match decode_slo(reg, req, post, &message) {
         Ok(v) => v,
         Err((idp, e, xml)) => return failure(app, idp.as_deref(), &e, xml.as_deref()),
     };
-    let verified = match &url {
-        None => super::slo::verify_post(&idp, &xml),
-        Some(u) => super::slo::verify_redirect(&idp, u, &xml),
-    };
+    // Signature work off the async workers, like the ACS's.
+    let (vidp, vxml, vurl) = (idp.clone(), xml.clone(), url.clone());
+    let verified = tokio::task::spawn_blocking(move || match &vurl {
+        None => super::slo::verify_post(&vidp, &vxml),
+        Some(u) => super::slo::verify_redirect(&vidp, u, &vxml),
+    })
+    .await
+    .unwrap_or_else(|e| Err(SamlError::Other(format!("verification task: {e}"))));
     let logout = match verified {
         Ok(l) => l,
         Err(e) => return failure(app, Some(&idp.id), &e, Some(&xml)),
@@ -944,44 +948,59 @@ fn decode_slo(
 }
 
 /// The IdP confirms our LogoutRequest: the session here ended before the
-/// browser was sent there. Only a verified LogoutResponse clears the
-/// cookie; an unverified one never ends a live session (logout CSRF), and
-/// with no live session there is nothing to end, so the browser simply
-/// lands on the signed-out page.
-fn logout_response(
+/// browser was sent there, so a LogoutResponse never ends a live session
+/// (however well signed: a captured one would otherwise sign out whoever
+/// follows a link to it). With no live session the browser lands on the
+/// signed-out page and its dead cookie is cleared; the message is still
+/// verified, for the log.
+async fn logout_response(
     app: &App,
     reg: &Registry,
     req: &LocalRequest,
     post: bool,
     message: &str,
 ) -> LocalResponse {
-    let verified = decode_slo(reg, req, post, message).and_then(|(idp, xml, url)| {
-        super::slo::verify_logout_response(&idp, &reg.sp, url.as_ref(), &xml)
-            .map(|ack| (idp.id.clone(), ack))
-            .map_err(|e| (Some(idp.id.clone()), e, Some(xml)))
-    });
-    let page = || {
-        LocalResponse::html(
-            200,
-            pages::signed_out_page(&format!("{}/login", app.prefix)),
-        )
+    if req.session.is_some() {
+        let idp = decode_slo(reg, req, post, message)
+            .ok()
+            .map(|(idp, ..)| idp.id.clone());
+        return failure(
+            app,
+            idp.as_deref(),
+            &SamlError::UnexpectedLogoutResponse,
+            None,
+        );
+    }
+    let verified = match decode_slo(reg, req, post, message) {
+        Ok((idp, xml, url)) => {
+            let sp_now = chrono::Utc::now();
+            let reg = registry(app);
+            tokio::task::spawn_blocking(move || {
+                let reg = reg.ok_or(SamlError::Other("SAML registry missing".into()))?;
+                super::slo::verify_logout_response(&idp, &reg.sp, url.as_ref(), &xml, sp_now)
+                    .map(|ack| (idp.id.clone(), ack))
+            })
+            .await
+            .unwrap_or_else(|e| Err(SamlError::Other(format!("verification task: {e}"))))
+        }
+        Err((_, e, _)) => Err(e),
     };
     match verified {
         Ok((idp, ack)) => {
-            tracing::info!(%idp, in_response_to = ?ack.in_response_to, success = ack.success, "IdP confirmed the logout");
-            page().with_header(
-                http::header::SET_COOKIE,
-                cookie::clear_cookie(app.sessions.settings()),
-            )
+            tracing::info!(%idp, in_response_to = ?ack.in_response_to, success = ack.success, "IdP confirmed the logout")
         }
-        Err((idp, e, xml)) if req.session.is_some() => {
-            failure(app, idp.as_deref(), &e, xml.as_deref())
-        }
-        Err((idp, e, _)) => {
-            tracing::info!(idp = idp.as_deref().unwrap_or("-"), reason = e.reason(), detail = %e, "unverified LogoutResponse with no live session; nothing to end");
-            page()
+        Err(e) => {
+            tracing::info!(reason = e.reason(), detail = %e, "unverified LogoutResponse with no live session; nothing to end")
         }
     }
+    LocalResponse::html(
+        200,
+        pages::signed_out_page(&format!("{}/login", app.prefix)),
+    )
+    .with_header(
+        http::header::SET_COOKIE,
+        cookie::clear_cookie(app.sessions.settings()),
+    )
 }
 
 /// Revokes the sessions an IdP LogoutRequest names (all of the user's

@@ -427,6 +427,7 @@ impl super::CryptoProvider for XmlSec {
 /// parser). No explicit `encoding`: libxml 0.3.3 passes that string to
 /// libxml2 after freeing it (`parse_string_with_options`).
 fn parse_peer_xml(input: &[u8]) -> Result<libxml::tree::Document, XmlParseError> {
+    wrapper::silence_libxml2_errors();
     let options = libxml::parser::ParserOptions {
         recover: false,
         no_net: true,

@@ -16,6 +16,31 @@ lazy_static! {
     static ref XMLSEC: Mutex<Option<XmlSecContext>> = Mutex::new(None);
 }
 
+// PORTCULLIS PATCH: libxml2 prints parser and c14n errors to stderr, where a
+// peer could fill the log at will; callers report failures themselves.
+// Declared here with the C ABI (libxml 0.3.3 types the handler as a Rust fn).
+extern "C" {
+    fn xmlSetStructuredErrorFunc(
+        ctx: *mut std::os::raw::c_void,
+        handler: Option<unsafe extern "C" fn(*mut std::os::raw::c_void, *mut std::os::raw::c_void)>,
+    );
+    fn xmlThrDefSetStructuredErrorFunc(
+        ctx: *mut std::os::raw::c_void,
+        handler: Option<unsafe extern "C" fn(*mut std::os::raw::c_void, *mut std::os::raw::c_void)>,
+    );
+}
+
+unsafe extern "C" fn ignore_xml_error(_: *mut std::os::raw::c_void, _: *mut std::os::raw::c_void) {}
+
+/// PORTCULLIS PATCH: no libxml2 error output on this thread (the handler is
+/// thread-local) nor on threads created later.
+pub fn silence_libxml2_errors() {
+    unsafe {
+        xmlThrDefSetStructuredErrorFunc(std::ptr::null_mut(), Some(ignore_xml_error));
+        xmlSetStructuredErrorFunc(std::ptr::null_mut(), Some(ignore_xml_error));
+    }
+}
+
 pub fn guarantee_xmlsec_init() -> XmlSecResult<()> {
     let mut inner = XMLSEC
         .lock()
