@@ -1910,3 +1910,34 @@ async fn a_decrypted_assertion_gets_the_checks_of_a_plain_one() {
         "xml_comment"
     );
 }
+
+#[tokio::test]
+async fn a_name_id_with_compatibility_characters_does_not_sign_in_as_its_lookalike() {
+    use portcullis::directory::{DirectoryStore, User};
+    let prefix = unique_prefix("kelvin");
+    let e = env_on("", "", Some(prefix.clone()));
+    let dir = directory(&prefix).await;
+    let kate = dir
+        .create_user("acme", User::new("kate@example.com"))
+        .await
+        .unwrap();
+    // U+212A KELVIN SIGN lowercases to an ASCII "k".
+    let lookalike = "\u{212A}ate@example.com";
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.name_id = lookalike.into();
+    o.attributes[0] = ("email".into(), vec![lookalike.into()]);
+    let got = e.refused(&e.idp.response_b64(&o), Some(&cookie), 403).await;
+    assert_eq!(got, "invalid_identifier");
+    // Kate herself still signs in.
+    let r = sign_in(&e, |o| {
+        o.name_id = "kate@example.com".into();
+        o.attributes[0] = ("email".into(), vec!["kate@example.com".into()]);
+    })
+    .await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    assert_eq!(
+        claims_after(&e, &session_of(&r)).await["sub"],
+        kate.id.as_str()
+    );
+}

@@ -118,7 +118,7 @@ const DEPROVISIONED: &str = "deprovisioned";
 const DEPROVISIONED_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
 
 fn marker_key(tenant: &str, user_name: &str) -> String {
-    format!("{tenant}:{}", user_name.to_lowercase())
+    format!("{tenant}:{}", crate::directory::rules::fold(user_name))
 }
 
 /// Remembers that SCIM deprovisioned `user_name` in `tenant`.

@@ -70,6 +70,8 @@ pub enum SamlError {
     WrongIdp(String, String),
     #[error("asserted email {0} is outside the IdP's domains")]
     ForeignEmail(String),
+    #[error("{0}")]
+    Identifier(String),
     #[error("the Response holds both a plain and an encrypted assertion")]
     MixedAssertions,
     #[error("EncryptedAssertion received but no saml.sp_key is configured to decrypt it")]
@@ -117,6 +119,7 @@ impl SamlError {
             Self::EncryptionUnsupported(_) => "encryption_unsupported",
             Self::WrongIdp(..) => "wrong_idp",
             Self::ForeignEmail(_) => "foreign_email_domain",
+            Self::Identifier(_) => "invalid_identifier",
             Self::Store(_) => "store_unavailable",
             Self::Other(_) => "error",
         }
@@ -130,7 +133,8 @@ impl SamlError {
             Self::Deactivated(_)
             | Self::NotProvisioned(_)
             | Self::WrongIdp(..)
-            | Self::ForeignEmail(_) => 403,
+            | Self::ForeignEmail(_)
+            | Self::Identifier(_) => 403,
             _ => 400,
         }
     }

@@ -466,8 +466,18 @@ fn full_name(login: &Login) -> Option<String> {
 /// or email, created when JIT is on, refreshed when `update_on_login`,
 /// refused when deactivated. Groups are the assertion's plus the
 /// directory's; `sub` is the directory id, stable across IdP attribute changes.
+/// Look-alike identifiers (`rules::check_identifier`) are refused before
+/// any lookup.
 async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
-    use crate::directory::{DirectoryError, MultiValue, Name, ProvisionedVia, User};
+    use crate::directory::{rules, DirectoryError, MultiValue, Name, ProvisionedVia, User};
+    for v in std::iter::once(login.name_id.as_str()).chain(login.email.as_deref()) {
+        rules::check_identifier("asserted identifier", v).map_err(|e| {
+            SamlError::Identifier(match e {
+                DirectoryError::Invalid(m) => m,
+                other => other.to_string(),
+            })
+        })?;
+    }
     // An IdP routed by domain may only vouch for addresses in its domains.
     if let Some(email) = &login.email {
         let domain = email

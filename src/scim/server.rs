@@ -675,9 +675,6 @@ impl Ctx<'_> {
                 Some(format!("{}/Users/{}", self.base, saved.id)),
             ));
         }
-        crate::gateway::identity_sync::clear_deprovisioned(self.app, self.tenant(), &u.user_name)
-            .await
-            .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
         u.provisioned_via = ProvisionedVia::Scim;
         u.scim_client = Some(cfg.name.clone());
         u.role = cfg.default_role.clone();
@@ -686,7 +683,12 @@ impl Ctx<'_> {
         }
         // The id is fixed now so a sync webhook target sees the final one.
         u.id = rules::new_id();
+        // Validated before anything is written: a refused userName must not
+        // clear the marker of the one it folds onto.
         let after = rules::new_user(self.tenant(), u.clone(), now_ms()).map_err(dir_error)?;
+        crate::gateway::identity_sync::clear_deprovisioned(self.app, self.tenant(), &u.user_name)
+            .await
+            .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
         let emit = self
             .outbox(vec![self.event(EventType::UserCreated).with_user(&after)])
             .await?;
