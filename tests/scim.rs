@@ -1424,3 +1424,54 @@ async fn identifiers_that_would_fold_onto_another_are_refused(redis: bool) {
 }
 
 on_both_backends!(identifiers_that_would_fold_onto_another_are_refused);
+
+#[tokio::test]
+async fn a_scim_write_to_a_jit_user_of_an_untied_idp_adopts_it_and_drops_the_idp_link() {
+    use portcullis::directory::{DirectoryStore, ProvisionedVia, User};
+    let prefix = unique_prefix("untied");
+    let s = start_with("", Some(prefix.clone()));
+    let dir = portcullis::store::redis::RedisStore::connect(&redis_url(), &prefix)
+        .await
+        .unwrap();
+    let jit = |name: &str| User {
+        provisioned_via: ProvisionedVia::SamlJit,
+        // Not the client's IdP: the client is "jumpcloud" and names no `idps`.
+        idp: Some("elsewhere".into()),
+        name_id: Some(name.into()),
+        role: "admin".into(),
+        ..User::new(name)
+    };
+    // Okta-style linking: find the user by filter, then PATCH it.
+    let erin = dir
+        .create_user("acme", jit("erin@example.com"))
+        .await
+        .unwrap();
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{}", erin.id),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"displayName": "Erin"}}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // JumpCloud-style linking: POST the same userName.
+    let fay = dir
+        .create_user("acme", jit("fay@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.create_user("fay@example.com").await["id"],
+        fay.id.as_str()
+    );
+    for id in [&erin.id, &fay.id] {
+        let stored = dir.get_user("acme", id).await.unwrap().unwrap();
+        assert_eq!(stored.provisioned_via, ProvisionedVia::Scim);
+        assert_eq!(stored.scim_client.as_deref(), Some("jumpcloud"));
+        assert_eq!(stored.idp, None, "the untied IdP's claim is dropped");
+        assert_eq!(stored.name_id, None);
+        assert_eq!(
+            stored.role, "member",
+            "the client's default_role, not the IdP's"
+        );
+    }
+}

@@ -190,6 +190,11 @@ pub struct ScimClientConfig {
     /// Extra group → role mappings for this client's tenant.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, String>,
+    /// The `[[saml.idp]]` ids this client is tied to: they sign in its users,
+    /// and it adopts their JIT users as they are (a JIT user of another IdP
+    /// loses its IdP link on adoption). Absent: the IdP whose id is this
+    /// client's `name`, and the tenant's only IdP if it has one. `[]`: none.
+    pub idps: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -306,6 +311,10 @@ pub struct IdpConfig {
     pub attributes: AttributeMapping,
     #[serde(default)]
     pub jit: JitConfig,
+    /// Sign in (and so claim: record this IdP as owner) users of the tenant
+    /// that no IdP or SCIM client owns. Not needed by a tenant's only IdP.
+    #[serde(default)]
+    pub claim_unowned_users: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -365,8 +374,11 @@ fn default_scim_log() -> usize {
 fn default_scim_base() -> String {
     "/scim/v2".into()
 }
+/// Tenant of SCIM clients and IdPs that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
 fn default_tenant() -> String {
-    "default".into()
+    DEFAULT_TENANT.into()
 }
 fn default_skew() -> HumanDuration {
     HumanDuration::secs(120)
@@ -857,6 +869,7 @@ impl Config {
         if let Some(scim) = &self.scim {
             crate::scim::validate_config(self, scim, &mut p);
         }
+        crate::directory::trust::validate_config(self, &mut p);
         crate::webhook::validate_config(self, &mut p);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(Problem::new("log.level", format!("invalid filter: {e}")));

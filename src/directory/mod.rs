@@ -19,6 +19,7 @@
 
 mod model;
 pub(crate) mod rules;
+pub mod trust;
 
 pub use model::*;
 

@@ -651,7 +651,8 @@ impl Ctx<'_> {
                 )));
             }
             // A user created by SAML JIT in this tenant: SCIM adopts it.
-            let adopted = self.merge(&existing, u, true);
+            let mut adopted = self.merge(&existing, u, true);
+            let reset = self.adopt(&existing, &mut adopted);
             let after = rules::replacement_user(
                 &existing,
                 adopted.clone(),
@@ -667,6 +668,10 @@ impl Ctx<'_> {
                 .await
                 .map_err(dir_error)?;
             tracing::info!(client = %cfg.name, user = %saved.id, "SCIM adopted a SAML JIT user");
+            if reset {
+                self.revoke(&saved.id, &saved.user_name, "adopted from an untied IdP")
+                    .await;
+            }
             let v = self.user_json(&saved).await?;
             return Ok(self.resource_response(
                 201,
@@ -728,15 +733,41 @@ impl Ctx<'_> {
                 ..current.clone()
             }
         };
-        if adopt {
-            next.provisioned_via = ProvisionedVia::Scim;
-            next.scim_client = Some(cfg.name.clone());
-        }
         if current.active && !next.active && !cfg.allow_deactivation {
             tracing::warn!(client = %cfg.name, user = %current.id, "deactivation ignored: allow_deactivation = false");
             next.active = true;
         }
         next
+    }
+
+    /// Makes `next` (the adopted `current`, a SAML JIT user) this client's.
+    /// A JIT user of an IdP the client is not tied to (`directory::trust`)
+    /// loses that IdP, its NameID and the role the IdP gave it: the IdP
+    /// created it before the client provisioned the real person, so neither
+    /// its future sign-ins nor its sessions may keep it. Returns true when
+    /// it did so (the caller then ends the user's sessions).
+    fn adopt(&self, current: &User, next: &mut User) -> bool {
+        let cfg = &self.client.cfg;
+        next.provisioned_via = ProvisionedVia::Scim;
+        next.scim_client = Some(cfg.name.clone());
+        let untied = current
+            .idp
+            .as_deref()
+            .is_some_and(|idp| !self.app.trust.client_tied_to(&cfg.name, idp));
+        if untied {
+            tracing::warn!(client = %cfg.name, user = %current.id, idp = current.idp.as_deref().unwrap_or("-"), "SCIM adopted a JIT user of an IdP this client is not tied to: its IdP link is dropped and its sessions end");
+            next.idp = None;
+            next.name_id = None;
+            next.role = cfg.default_role.clone();
+        }
+        untied
+    }
+
+    /// A SAML JIT user no SCIM client has adopted yet: the first SCIM write
+    /// to it (POST of its userName, or PUT/PATCH after finding it with a
+    /// filter, as Okta links users) adopts it.
+    fn unadopted(u: &User) -> bool {
+        u.provisioned_via == ProvisionedVia::SamlJit && u.scim_client.is_none()
     }
 
     async fn save_user(
@@ -745,7 +776,8 @@ impl Ctx<'_> {
         incoming: User,
         expected: Option<u64>,
     ) -> Result<LocalResponse, ScimError> {
-        let next = self.merge(&current, incoming, false);
+        let mut next = self.merge(&current, incoming, false);
+        let reset = Self::unadopted(&current) && self.adopt(&current, &mut next);
         let deactivated = current.active && !next.active;
         let version = Some(expected.unwrap_or(current.meta.version));
         let after = rules::replacement_user(&current, next.clone(), version, now_ms())
@@ -761,6 +793,9 @@ impl Ctx<'_> {
             .map_err(dir_error)?;
         if deactivated {
             self.revoke(&saved.id, &saved.user_name, "deactivated")
+                .await;
+        } else if reset {
+            self.revoke(&saved.id, &saved.user_name, "adopted from an untied IdP")
                 .await;
         } else {
             self.refresh(std::slice::from_ref(&saved.id)).await;
