@@ -2171,6 +2171,39 @@ async fn an_idp_claims_unowned_users_only_when_the_operator_says_so() {
     assert_eq!(m.refusal(r).await, (403, "wrong_idp".to_string()));
 }
 
+const CRA_ADMINS: &str = "[scim]\n[scim.group_roles]\n\"CRA Admins\" = \"admin\"\n";
+
+fn asserting_cra_admins(o: &mut ResponseOpts) {
+    o.name_id = "mallory@other.example".into();
+    o.attributes[0] = ("email".into(), vec!["mallory@other.example".into()]);
+    o.attributes[3] = ("memberOf".into(), vec!["CRA Admins".into()]);
+}
+
+#[tokio::test]
+async fn groups_asserted_by_an_idp_do_not_map_to_roles_by_default() {
+    let m = multi(&[("c", "tenant = \"other\"")], CRA_ADMINS, None);
+    let r = m.sign_in_with("c", asserting_cra_admins).await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    let (_, me) = m.me(&session_of(&r)).await;
+    assert_eq!(me["groups"], serde_json::json!(["CRA Admins"]), "{me}");
+    assert_eq!(me["roles"], serde_json::json!(["member"]), "{me}");
+    assert_eq!(me["tenant"], "other");
+}
+
+#[tokio::test]
+async fn groups_asserted_by_an_idp_map_to_roles_when_it_opts_in() {
+    let m = multi(
+        &[("c", "tenant = \"other\"\nasserted_groups_map_roles = true")],
+        CRA_ADMINS,
+        None,
+    );
+    let r = m.sign_in_with("c", asserting_cra_admins).await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    let (_, me) = m.me(&session_of(&r)).await;
+    assert_eq!(me["roles"], serde_json::json!(["admin"]), "{me}");
+    assert_eq!(me["tenant"], "other");
+}
+
 #[tokio::test]
 async fn a_name_id_with_compatibility_characters_does_not_sign_in_as_its_lookalike() {
     use portcullis::directory::{DirectoryStore, User};

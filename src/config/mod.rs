@@ -145,7 +145,9 @@ pub struct ScimConfig {
     /// Where the SCIM endpoints live (answered by the gateway, never proxied).
     #[serde(default = "default_scim_base")]
     pub base_path: String,
-    /// Group displayName → gateway role, for every tenant (clients may add their own).
+    /// Group displayName → gateway role, applied to each tenant's own
+    /// directory groups (and to IdP-asserted groups only where the IdP sets
+    /// `asserted_groups_map_roles`). Clients add mappings for their tenant.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -187,7 +189,8 @@ pub struct ScimClientConfig {
     pub allow_deletion: bool,
     /// Requests per window, e.g. `"1000/h"`, `"50/s"`; absent = unlimited.
     pub rate_limit: Option<String>,
-    /// Extra group → role mappings for this client's tenant.
+    /// Extra group → role mappings for this client's tenant (every user of
+    /// the tenant; this client's own users see them first).
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, String>,
     /// The `[[saml.idp]]` ids this client is tied to: they sign in its users,
@@ -315,6 +318,10 @@ pub struct IdpConfig {
     /// that no IdP or SCIM client owns. Not needed by a tenant's only IdP.
     #[serde(default)]
     pub claim_unowned_users: bool,
+    /// Map the groups this IdP asserts to roles through the tenant's
+    /// `group_roles` (default: only directory groups map to roles).
+    #[serde(default)]
+    pub asserted_groups_map_roles: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

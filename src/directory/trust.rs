@@ -2,7 +2,8 @@
 //! which IdP may sign in which user, which identifiers (domains) an IdP may
 //! assert, and which SCIM client may adopt a SAML JIT user as it is. It is
 //! built once from the config (`[[saml.idp]]` `tenant`, `domains`,
-//! `claim_unowned_users`; `[[scim.client]]` `tenant`, `idps`) and answers with plain functions over a [`User`]: no
+//! `claim_unowned_users`, `asserted_groups_map_roles`; `[[scim.client]]`
+//! `tenant`, `idps`) and answers with plain functions over a [`User`]: no
 //! I/O, no SAML, no SCIM.
 //!
 //! **Who owns a user.** An IdP *owns* a directory user when
@@ -54,6 +55,7 @@ struct IdpTrust {
     tenant: String,
     domains: Vec<String>,
     claim_unowned: bool,
+    asserted_groups_map_roles: bool,
 }
 
 struct ClientTrust {
@@ -104,6 +106,7 @@ impl Trust {
                     tenant,
                     domains,
                     claim_unowned: c.claim_unowned_users,
+                    asserted_groups_map_roles: c.asserted_groups_map_roles,
                 },
             );
         }
@@ -201,6 +204,13 @@ impl Trust {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Do the groups `idp` asserts map to roles (`asserted_groups_map_roles`)?
+    pub fn asserted_groups_map_roles(&self, idp: &str) -> bool {
+        self.idps
+            .get(idp)
+            .is_some_and(|i| i.asserted_groups_map_roles)
     }
 }
 

@@ -62,16 +62,6 @@ impl Scim {
                 && path.as_bytes().get(self.base_path.len()) == Some(&b'/'))
     }
 
-    /// The group → role map of the client that provisioned a user, if any.
-    pub fn client_roles(&self, client: Option<&str>) -> Option<&BTreeMap<String, String>> {
-        let name = client?;
-        self.clients
-            .0
-            .iter()
-            .find(|c| c.cfg.name == name)
-            .map(|c| &c.cfg.group_roles)
-    }
-
     /// Roles for a user in `groups`: every mapped group's role, else `default`.
     pub fn roles_for(
         &self,
@@ -79,26 +69,67 @@ impl Scim {
         groups: &[String],
         default: &str,
     ) -> Vec<String> {
-        let mut roles: Vec<String> = groups
-            .iter()
-            .filter_map(|g| {
-                client_roles
-                    .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(g)))
-                    .or_else(|| {
-                        self.group_roles
-                            .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(g))
-                    })
-                    .map(|(_, r)| r.clone())
-            })
-            .collect();
-        roles.sort();
-        roles.dedup();
-        if roles.is_empty() {
-            roles.push(default.to_string());
-        }
-        roles
+        let maps = client_roles
+            .into_iter()
+            .chain(std::iter::once(&self.group_roles));
+        roles_from(maps, groups, default)
     }
+
+    /// Roles for a user of `tenant` (provisioned by `client`, if any) in
+    /// `groups`, which must be groups of that tenant. The mappings that
+    /// apply are the tenant's own, first match wins: the user's client's
+    /// `group_roles`, then those of the tenant's other clients, then
+    /// `[scim.group_roles]`. A client of another tenant never maps a role
+    /// here, whatever its groups are called.
+    pub fn tenant_roles(
+        &self,
+        tenant: &str,
+        client: Option<&str>,
+        groups: &[String],
+        default: &str,
+    ) -> Vec<String> {
+        let of_tenant = |c: &&Client| c.cfg.tenant == tenant;
+        let own = self
+            .clients
+            .0
+            .iter()
+            .filter(of_tenant)
+            .filter(|c| Some(c.cfg.name.as_str()) == client);
+        let others = self
+            .clients
+            .0
+            .iter()
+            .filter(of_tenant)
+            .filter(|c| Some(c.cfg.name.as_str()) != client);
+        let maps = own
+            .chain(others)
+            .map(|c| &c.cfg.group_roles)
+            .chain(std::iter::once(&self.group_roles));
+        roles_from(maps, groups, default)
+    }
+}
+
+/// Every group's role from the first map in `maps` that names the group
+/// (case-insensitively), sorted and deduplicated; `default` when none maps.
+fn roles_from<'a>(
+    maps: impl Iterator<Item = &'a BTreeMap<String, String>> + Clone,
+    groups: &[String],
+    default: &str,
+) -> Vec<String> {
+    let mut roles: Vec<String> = groups
+        .iter()
+        .filter_map(|g| {
+            maps.clone()
+                .find_map(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(g)))
+                .map(|(_, r)| r.clone())
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        roles.push(default.to_string());
+    }
+    roles
 }
 
 fn respond(status: u16, body: &Value) -> LocalResponse {
@@ -1200,6 +1231,36 @@ mod tests {
             s.roles_for(None, &["Other".into()], "member"),
             vec!["member"]
         );
+    }
+
+    #[test]
+    fn role_mappings_apply_to_their_own_tenant_only() {
+        let hash = crate::secret::TokenHash::of("t").to_string();
+        let client = |name: &str, tenant: &str, roles: Value| json!({"name": name, "token_hash": hash, "tenant": tenant, "group_roles": roles});
+        let cfg: ScimConfig = serde_json::from_value(json!({
+            "group_roles": {"CRA Admins": "admin"},
+            "client": [
+                client("jc", "acme", json!({"Viewers": "viewer"})),
+                client("okta", "globex", json!({"Auditors": "auditor"})),
+                client("jc2", "acme", json!({"Viewers": "reader", "Ops": "ops"})),
+            ]
+        }))
+        .unwrap();
+        let s = Scim::from_config(&cfg).unwrap();
+        let roles = |tenant: &str, client: Option<&str>, groups: &[&str]| {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            s.tenant_roles(tenant, client, &groups, "member")
+        };
+        // The user's own client first, then the tenant's other clients.
+        assert_eq!(roles("acme", Some("jc"), &["Viewers"]), ["viewer"]);
+        assert_eq!(roles("acme", Some("jc2"), &["viewers"]), ["reader"]);
+        assert_eq!(roles("acme", None, &["Ops", "Viewers"]), ["ops", "viewer"]);
+        // Another tenant's mapping never applies, whatever the group's name.
+        assert_eq!(roles("acme", Some("jc"), &["Auditors"]), ["member"]);
+        assert_eq!(roles("globex", Some("okta"), &["Viewers"]), ["member"]);
+        assert_eq!(roles("globex", Some("okta"), &["Auditors"]), ["auditor"]);
+        // `[scim.group_roles]` is every tenant's, for its own groups.
+        assert_eq!(roles("globex", None, &["CRA Admins"]), ["admin"]);
     }
 
     #[test]
