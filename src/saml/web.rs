@@ -581,13 +581,12 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                     .await
                 {
                     Ok(updated) => updated,
-                    // Changed concurrently (e.g. by SCIM, or claimed by
-                    // another IdP): sign in only if the stored user is ours.
-                    Err(DirectoryError::VersionMismatch { .. }) if claim => {
+                    // Changed concurrently (by SCIM, which may have adopted
+                    // it away, or claimed by another IdP): sign in with what
+                    // is stored, if it is still this IdP's.
+                    Err(DirectoryError::VersionMismatch { .. }) => {
                         stored_if_owned(app, &tenant, &idp.id, &u.id).await?
                     }
-                    // Changed concurrently (e.g. by SCIM): sign in with what is stored.
-                    Err(DirectoryError::VersionMismatch { .. }) => u,
                     Err(e) => return Err(dir_err(e)),
                 }
             } else {
@@ -675,7 +674,8 @@ fn refuse_unowned(
 }
 
 /// The stored user `id`, re-read after a concurrent write, if this IdP owns
-/// it now and it is active; never claimed on this path.
+/// it now and it is active; never claimed on this path (a user that is
+/// unowned again is refused once: the next sign-in decides afresh).
 async fn stored_if_owned(
     app: &App,
     tenant: &str,
