@@ -77,6 +77,7 @@ suite!(
     tenant_b_cannot_reach_tenant_a_resources,
     tenant_names_with_key_separators_stay_apart,
     concurrent_member_adds_to_one_group_all_land,
+    lookalike_identifiers_match_nothing_and_are_refused,
 );
 
 fn user(name: &str) -> User {
@@ -1328,4 +1329,70 @@ async fn concurrent_member_adds_to_one_group_all_land(s: Arc<dyn Backend>) {
     for id in &users {
         assert_eq!(s.groups_of_user(ACME, id).await.unwrap().len(), 1);
     }
+}
+
+async fn lookalike_identifiers_match_nothing_and_are_refused(s: Arc<dyn Backend>) {
+    let kate = make_user(&s, ACME, "kate@a.example").await;
+    // U+212A KELVIN SIGN lowercases to an ASCII "k"; fullwidth letters are
+    // "k", "a", "t", "e" under NFKC.
+    for lookalike in [
+        "\u{212A}ate@a.example",
+        "\u{FF4B}\u{FF41}\u{FF54}\u{FF45}@a.example",
+    ] {
+        assert_eq!(
+            s.user_by_user_name(ACME, lookalike).await.unwrap(),
+            None,
+            "{lookalike}"
+        );
+        assert!(s.users_by_email(ACME, lookalike).await.unwrap().is_empty());
+        assert!(
+            matches!(
+                s.create_user(ACME, user(lookalike)).await,
+                Err(DirectoryError::Invalid(_))
+            ),
+            "{lookalike}"
+        );
+        let renamed = User {
+            user_name: lookalike.to_string(),
+            ..kate.clone()
+        };
+        assert!(matches!(
+            s.replace_user(ACME, renamed, None).await,
+            Err(DirectoryError::Invalid(_))
+        ));
+    }
+    // Domains must be ASCII (the IDNA A-label), in userNames and emails.
+    for bad in [
+        user("kate@b\u{fc}cher.example"),
+        User {
+            emails: vec![MultiValue {
+                value: "kate@b\u{fc}cher.example".into(),
+                ..MultiValue::default()
+            }],
+            ..User::new("kate2@a.example")
+        },
+    ] {
+        assert!(matches!(
+            s.create_user(ACME, bad).await,
+            Err(DirectoryError::Invalid(_))
+        ));
+    }
+    // Kate is untouched and still found; a normalised non-ASCII local part
+    // stays case-insensitive.
+    assert_eq!(
+        s.user_by_user_name(ACME, "KATE@a.example")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(kate.id.clone())
+    );
+    let jose = make_user(&s, ACME, "Jos\u{e9}@a.example").await;
+    assert_eq!(
+        s.user_by_user_name(ACME, "JOS\u{c9}@A.EXAMPLE")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(jose.id)
+    );
+    assert_eq!(s.list_users(ACME).await.unwrap().len(), 2);
 }

@@ -1750,3 +1750,327 @@ async fn a_decrypted_assertion_gets_the_checks_of_a_plain_one() {
         "xml_comment"
     );
 }
+
+// ---- Trust boundaries between IdPs, SCIM clients and tenants ----
+
+/// A gateway with several IdPs: `(id, extra keys of its [[saml.idp]])`,
+/// then `extra` (e.g. a `[scim]` section). IdP `id` has the entity id
+/// `https://idp-<id>.example/`.
+struct Multi {
+    gw: Gateway,
+    idps: Vec<(String, TestIdp)>,
+    entity: String,
+    acs: String,
+    _app: RecordingApp,
+    _dir: tempfile::TempDir,
+}
+
+fn multi(idps: &[(&str, &str)], extra: &str, redis_prefix: Option<String>) -> Multi {
+    let app = RecordingApp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut made = Vec::new();
+    let mut toml = String::from("[saml]\n");
+    for (id, keys) in idps {
+        let idp = TestIdp::new(&format!("https://idp-{id}.example/"));
+        let cert = idp.write_cert(dir.path(), &format!("{id}.pem"));
+        toml.push_str(&idp.idp_toml(id, &cert, keys));
+        made.push((id.to_string(), idp));
+    }
+    let mut o = GatewayOpts::new(&app.url());
+    o.redis_prefix = redis_prefix;
+    o.extra = format!("{toml}{extra}");
+    let gw = Gateway::start(o);
+    let entity = format!("http://localhost:{}", gw.port);
+    Multi {
+        acs: format!("{entity}/.portcullis/saml/acs"),
+        entity,
+        gw,
+        idps: made,
+        _app: app,
+        _dir: dir,
+    }
+}
+
+/// A `[scim]` section with one client.
+fn scim_client_toml(name: &str, token: &str, tenant: &str, keys: &str) -> String {
+    format!(
+        "[scim]\n[[scim.client]]\nname = \"{name}\"\ntoken_hash = \"{}\"\ntenant = \"{tenant}\"\n{keys}\n",
+        portcullis::secret::TokenHash::of(token)
+    )
+}
+
+impl Multi {
+    /// An IdP-initiated response from `idp` with this NameID and email, posted to the ACS.
+    async fn sign_in(&self, idp: &str, name_id: &str, email: &str) -> reqwest::Response {
+        self.sign_in_with(idp, |o| {
+            o.name_id = name_id.into();
+            o.attributes[0] = ("email".into(), vec![email.into()]);
+        })
+        .await
+    }
+
+    async fn sign_in_with(
+        &self,
+        idp: &str,
+        edit: impl FnOnce(&mut ResponseOpts),
+    ) -> reqwest::Response {
+        let signer = &self.idps.iter().find(|(id, _)| id == idp).unwrap().1;
+        let mut o = ResponseOpts::new(&self.acs, &self.entity, None);
+        edit(&mut o);
+        client()
+            .post(self.gw.url("/.portcullis/saml/acs"))
+            .form(&[("SAMLResponse", signer.response_b64(&o))])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The status of a refused sign-in and the reason logged for it.
+    async fn refusal(&self, r: reqwest::Response) -> (u16, String) {
+        let status = r.status().as_u16();
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("Sign-in failed"),
+            "{status} {page}\n{}",
+            self.gw.log()
+        );
+        (status, logged_reason(&self.gw, &page).await)
+    }
+
+    async fn me(&self, session: &str) -> (u16, serde_json::Value) {
+        let r = client()
+            .get(self.gw.url("/.portcullis/userinfo"))
+            .header(COOKIE, session)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    async fn scim(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = client()
+            .request(method, self.gw.url(&format!("/scim/v2{path}")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    }
+}
+
+/// The `reason=` logged next to the reference id an error page shows.
+async fn logged_reason(gw: &Gateway, page: &str) -> String {
+    let reference = page
+        .split("<code>")
+        .nth(1)
+        .and_then(|s| s.split("</code>").next())
+        .expect("reference id on the page")
+        .to_string();
+    for _ in 0..50 {
+        if let Some(line) = gw
+            .log()
+            .lines()
+            .find(|l| l.contains(&reference) && l.contains("reason="))
+        {
+            return line
+                .split("reason=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no log line for reference {reference}:\n{}", gw.log());
+}
+
+#[tokio::test]
+async fn an_idp_cannot_sign_in_a_scim_user_of_another_idp_by_its_name_id() {
+    let token = portcullis::secret::new_token("scim_");
+    let m = multi(
+        &[
+            ("a", "tenant = \"shared\"\ndomains = [\"a.example\"]"),
+            ("b", "tenant = \"shared\"\ndomains = [\"b.example\"]"),
+            ("c", "tenant = \"shared\""),
+        ],
+        // The SCIM client named like IdP `a` is tied to it.
+        &scim_client_toml("a", &token, "shared", ""),
+        None,
+    );
+    let (st, ceo) = m
+        .scim(
+            &token,
+            reqwest::Method::POST,
+            "/Users",
+            serde_json::json!({"userName": "ceo@a.example", "emails": [{"value": "ceo@a.example", "primary": true}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{ceo}");
+    // IdP B asserts the CEO's NameID with an email in its own domain.
+    let r = m.sign_in("b", "ceo@a.example", "ceo@b.example").await;
+    assert_eq!(m.refusal(r).await, (403, "user_not_owned".to_string()));
+    // ...or a NameID in A's domain for a user that does not exist yet.
+    let r = m.sign_in("b", "cfo@a.example", "cfo@b.example").await;
+    assert_eq!(
+        m.refusal(r).await,
+        (403, "foreign_email_domain".to_string())
+    );
+    // IdP C, routed for no domain, asserts the CEO outright.
+    let r = m.sign_in("c", "ceo@a.example", "ceo@a.example").await;
+    assert_eq!(m.refusal(r).await, (403, "user_not_owned".to_string()));
+    // IdP A still signs the CEO in, as the SCIM user: nobody locked them out.
+    let r = m.sign_in("a", "ceo@a.example", "ceo@a.example").await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    let (st, me) = m.me(&session_of(&r)).await;
+    assert_eq!(st, 200);
+    assert_eq!(me["sub"], ceo["id"], "{me}");
+}
+
+#[tokio::test]
+async fn a_jit_user_of_an_untied_idp_is_reset_when_the_scim_client_adopts_it() {
+    let token = portcullis::secret::new_token("scim_");
+    // Neither IdP is routed by domain; only `a` is tied to the SCIM client `a`.
+    let m = multi(
+        &[("a", "tenant = \"shared\""), ("c", "tenant = \"shared\"")],
+        &scim_client_toml("a", &token, "shared", ""),
+        None,
+    );
+    // IdP C creates cfo@a.example first (JIT).
+    let r = m.sign_in("c", "cfo@a.example", "cfo@a.example").await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    let c_session = session_of(&r);
+    let (_, jit) = m.me(&c_session).await;
+    // A's SCIM client provisions the real CFO: the JIT user is linked...
+    let (st, adopted) = m
+        .scim(
+            &token,
+            reqwest::Method::POST,
+            "/Users",
+            serde_json::json!({"userName": "cfo@a.example"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{adopted}");
+    assert_eq!(adopted["id"], jit["sub"]);
+    // ...but no longer C's: C's session ends and C cannot sign it in again.
+    assert_eq!(m.me(&c_session).await.0, 401);
+    let r = m.sign_in("c", "cfo@a.example", "cfo@a.example").await;
+    assert_eq!(m.refusal(r).await, (403, "user_not_owned".to_string()));
+    // IdP A signs the CFO in.
+    let r = m.sign_in("a", "cfo@a.example", "cfo@a.example").await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    assert_eq!(m.me(&session_of(&r)).await.1["sub"], adopted["id"]);
+}
+
+#[tokio::test]
+async fn an_idp_claims_unowned_users_only_when_the_operator_says_so() {
+    use portcullis::directory::{DirectoryStore, MultiValue, User};
+    let prefix = unique_prefix("claim");
+    let m = multi(
+        &[
+            ("a", "tenant = \"shared\"\nclaim_unowned_users = true"),
+            ("b", "tenant = \"shared\""),
+        ],
+        "",
+        Some(prefix.clone()),
+    );
+    let dir = directory(&prefix).await;
+    // Created by an operator: neither an IdP's nor a SCIM client's.
+    let ops = dir
+        .create_user(
+            "shared",
+            User {
+                emails: vec![MultiValue {
+                    value: "ops@x.example".into(),
+                    primary: true,
+                    ..MultiValue::default()
+                }],
+                ..User::new("ops@x.example")
+            },
+        )
+        .await
+        .unwrap();
+    let r = m.sign_in("b", "ops@x.example", "ops@x.example").await;
+    assert_eq!(m.refusal(r).await, (403, "user_not_owned".to_string()));
+    let r = m.sign_in("a", "ops@x.example", "ops@x.example").await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    assert_eq!(m.me(&session_of(&r)).await.1["sub"], ops.id.as_str());
+    let stored = dir.get_user("shared", &ops.id).await.unwrap().unwrap();
+    assert_eq!(stored.idp.as_deref(), Some("a"), "the claim is recorded");
+    let r = m.sign_in("b", "ops@x.example", "ops@x.example").await;
+    assert_eq!(m.refusal(r).await, (403, "wrong_idp".to_string()));
+}
+
+const CRA_ADMINS: &str = "[scim]\n[scim.group_roles]\n\"CRA Admins\" = \"admin\"\n";
+
+fn asserting_cra_admins(o: &mut ResponseOpts) {
+    o.name_id = "mallory@other.example".into();
+    o.attributes[0] = ("email".into(), vec!["mallory@other.example".into()]);
+    o.attributes[3] = ("memberOf".into(), vec!["CRA Admins".into()]);
+}
+
+#[tokio::test]
+async fn groups_asserted_by_an_idp_do_not_map_to_roles_by_default() {
+    let m = multi(&[("c", "tenant = \"other\"")], CRA_ADMINS, None);
+    let r = m.sign_in_with("c", asserting_cra_admins).await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    let (_, me) = m.me(&session_of(&r)).await;
+    assert_eq!(me["groups"], serde_json::json!(["CRA Admins"]), "{me}");
+    assert_eq!(me["roles"], serde_json::json!(["member"]), "{me}");
+    assert_eq!(me["tenant"], "other");
+}
+
+#[tokio::test]
+async fn groups_asserted_by_an_idp_map_to_roles_when_it_opts_in() {
+    let m = multi(
+        &[("c", "tenant = \"other\"\nasserted_groups_map_roles = true")],
+        CRA_ADMINS,
+        None,
+    );
+    let r = m.sign_in_with("c", asserting_cra_admins).await;
+    assert_eq!(r.status(), 303, "{}", m.gw.log());
+    let (_, me) = m.me(&session_of(&r)).await;
+    assert_eq!(me["roles"], serde_json::json!(["admin"]), "{me}");
+    assert_eq!(me["tenant"], "other");
+}
+
+#[tokio::test]
+async fn a_name_id_with_compatibility_characters_does_not_sign_in_as_its_lookalike() {
+    use portcullis::directory::{DirectoryStore, User};
+    let prefix = unique_prefix("kelvin");
+    let e = env_on("", "", Some(prefix.clone()));
+    let dir = directory(&prefix).await;
+    let kate = dir
+        .create_user("acme", User::new("kate@example.com"))
+        .await
+        .unwrap();
+    // U+212A KELVIN SIGN lowercases to an ASCII "k".
+    let lookalike = "\u{212A}ate@example.com";
+    let (id, cookie) = e.begin("/").await;
+    let mut o = e.opts(Some(&id));
+    o.name_id = lookalike.into();
+    o.attributes[0] = ("email".into(), vec![lookalike.into()]);
+    let got = e.refused(&e.idp.response_b64(&o), Some(&cookie), 403).await;
+    assert_eq!(got, "invalid_identifier");
+    // Kate herself still signs in.
+    let r = sign_in(&e, |o| {
+        o.name_id = "kate@example.com".into();
+        o.attributes[0] = ("email".into(), vec!["kate@example.com".into()]);
+    })
+    .await;
+    assert_eq!(r.status(), 303, "{}", e.gw.log());
+    assert_eq!(
+        claims_after(&e, &session_of(&r)).await["sub"],
+        kate.id.as_str()
+    );
+}

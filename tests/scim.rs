@@ -1357,3 +1357,121 @@ async fn the_rate_limit_is_shared_by_replicas_on_redis() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+async fn identifiers_that_would_fold_onto_another_are_refused(redis: bool) {
+    let s = start_on(redis);
+    s.create_user("kate@example.com").await;
+    // U+212A KELVIN SIGN lowercases to an ASCII "k": "Kate" in disguise.
+    let lookalike = "\u{212A}ate@example.com";
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"userName": lookalike})),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert_scim_error(&v, "400", Some("invalidValue"));
+    assert!(v["detail"].as_str().unwrap().contains("NFKC"), "{v}");
+    // A filter for the look-alike finds nobody.
+    for f in [
+        format!("userName eq \"{lookalike}\""),
+        format!("emails.value eq \"{lookalike}\""),
+    ] {
+        let (st, v, _) = s
+            .call(
+                reqwest::Method::GET,
+                &format!("/Users?filter={}", urlencode(&f)),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["totalResults"], 0, "{f}: {v}");
+    }
+    // Domains are ASCII (IDNA A-labels), in the userName and in emails.
+    for body in [
+        json!({"userName": "bob@bücher.example"}),
+        json!({"userName": "bob@example.com", "emails": [{"value": "bob@bücher.example"}]}),
+    ] {
+        let (st, v, _) = s
+            .call(reqwest::Method::POST, "/Users", Some(body.clone()))
+            .await;
+        assert_eq!(st, 400, "{body}: {v}");
+        assert_scim_error(&v, "400", Some("invalidValue"));
+        assert!(v["detail"].as_str().unwrap().contains("xn--"), "{v}");
+    }
+    // Non-ASCII local parts in normal form stay case-insensitive.
+    let (st, jose, _) = s
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"userName": "José@example.com"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{jose}");
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/Users?filter={}",
+                urlencode("userName eq \"JOSÉ@EXAMPLE.COM\"")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["Resources"][0]["id"], jose["id"], "{v}");
+}
+
+on_both_backends!(identifiers_that_would_fold_onto_another_are_refused);
+
+#[tokio::test]
+async fn a_scim_write_to_a_jit_user_of_an_untied_idp_adopts_it_and_drops_the_idp_link() {
+    use portcullis::directory::{DirectoryStore, ProvisionedVia, User};
+    let prefix = unique_prefix("untied");
+    let s = start_with("", Some(prefix.clone()));
+    let dir = portcullis::store::redis::RedisStore::connect(&redis_url(), &prefix)
+        .await
+        .unwrap();
+    let jit = |name: &str| User {
+        provisioned_via: ProvisionedVia::SamlJit,
+        // Not the client's IdP: the client is "jumpcloud" and names no `idps`.
+        idp: Some("elsewhere".into()),
+        name_id: Some(name.into()),
+        role: "admin".into(),
+        ..User::new(name)
+    };
+    // Okta-style linking: find the user by filter, then PATCH it.
+    let erin = dir
+        .create_user("acme", jit("erin@example.com"))
+        .await
+        .unwrap();
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/Users/{}", erin.id),
+            Some(json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"displayName": "Erin"}}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // JumpCloud-style linking: POST the same userName.
+    let fay = dir
+        .create_user("acme", jit("fay@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.create_user("fay@example.com").await["id"],
+        fay.id.as_str()
+    );
+    for id in [&erin.id, &fay.id] {
+        let stored = dir.get_user("acme", id).await.unwrap().unwrap();
+        assert_eq!(stored.provisioned_via, ProvisionedVia::Scim);
+        assert_eq!(stored.scim_client.as_deref(), Some("jumpcloud"));
+        assert_eq!(stored.idp, None, "the untied IdP's claim is dropped");
+        assert_eq!(stored.name_id, None);
+        assert_eq!(
+            stored.role, "member",
+            "the client's default_role, not the IdP's"
+        );
+    }
+}

@@ -145,7 +145,9 @@ pub struct ScimConfig {
     /// Where the SCIM endpoints live (answered by the gateway, never proxied).
     #[serde(default = "default_scim_base")]
     pub base_path: String,
-    /// Group displayName → gateway role, for every tenant (clients may add their own).
+    /// Group displayName → gateway role, applied to each tenant's own
+    /// directory groups (and to IdP-asserted groups only where the IdP sets
+    /// `asserted_groups_map_roles`). Clients add mappings for their tenant.
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -187,9 +189,15 @@ pub struct ScimClientConfig {
     pub allow_deletion: bool,
     /// Requests per window, e.g. `"1000/h"`, `"50/s"`; absent = unlimited.
     pub rate_limit: Option<String>,
-    /// Extra group → role mappings for this client's tenant.
+    /// Extra group → role mappings for this client's tenant (every user of
+    /// the tenant; this client's own users see them first).
     #[serde(default)]
     pub group_roles: std::collections::BTreeMap<String, String>,
+    /// The `[[saml.idp]]` ids this client is tied to: they sign in its users,
+    /// and it adopts their JIT users as they are (a JIT user of another IdP
+    /// loses its IdP link on adoption). Absent: the IdP whose id is this
+    /// client's `name`, and the tenant's only IdP if it has one. `[]`: none.
+    pub idps: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -320,6 +328,14 @@ pub struct IdpConfig {
     pub attributes: AttributeMapping,
     #[serde(default)]
     pub jit: JitConfig,
+    /// Sign in (and so claim: record this IdP as owner) users of the tenant
+    /// that no IdP or SCIM client owns. Not needed by a tenant's only IdP.
+    #[serde(default)]
+    pub claim_unowned_users: bool,
+    /// Map the groups this IdP asserts to roles through the tenant's
+    /// `group_roles` (default: only directory groups map to roles).
+    #[serde(default)]
+    pub asserted_groups_map_roles: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -379,8 +395,11 @@ fn default_scim_log() -> usize {
 fn default_scim_base() -> String {
     "/scim/v2".into()
 }
+/// Tenant of SCIM clients and IdPs that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
 fn default_tenant() -> String {
-    "default".into()
+    DEFAULT_TENANT.into()
 }
 fn default_skew() -> HumanDuration {
     HumanDuration::secs(120)
@@ -871,6 +890,7 @@ impl Config {
         if let Some(scim) = &self.scim {
             crate::scim::validate_config(self, scim, &mut p);
         }
+        crate::directory::trust::validate_config(self, &mut p);
         crate::webhook::validate_config(self, &mut p);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(Problem::new("log.level", format!("invalid filter: {e}")));

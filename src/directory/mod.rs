@@ -19,6 +19,7 @@
 
 mod model;
 pub(crate) mod rules;
+pub mod trust;
 
 pub use model::*;
 
@@ -65,7 +66,9 @@ pub type DirectoryResult<T> = Result<T, DirectoryError>;
 pub trait DirectoryStore: Send + Sync {
     /// Creates a user. The store assigns `id`, `tenant` and `meta`, and
     /// clears `deleted`. `Conflict` if the userName (case-insensitively) or
-    /// externalId is held by a live user of the tenant.
+    /// externalId is held by a live user of the tenant; `Invalid` if the
+    /// userName or an email is not an acceptable identifier
+    /// (`rules::check_identifier`: NFKC, ASCII domain), here and on replace.
     async fn create_user(&self, tenant: &str, user: User) -> DirectoryResult<User> {
         self.create_user_emit(tenant, user, Emit::none()).await
     }
@@ -79,6 +82,8 @@ pub trait DirectoryStore: Send + Sync {
     async fn get_user(&self, tenant: &str, id: &str) -> DirectoryResult<Option<User>>;
 
     /// The live user whose userName equals `user_name` ignoring case.
+    /// A value `rules::check_identifier` refuses (not NFKC, non-ASCII domain)
+    /// matches nothing, so a look-alike never folds onto another user.
     async fn user_by_user_name(
         &self,
         tenant: &str,
@@ -94,6 +99,7 @@ pub trait DirectoryStore: Send + Sync {
 
     /// Live users having `email` among their emails, ignoring case; ordered
     /// by (created, id). Emails are not unique: two accounts may share one.
+    /// Like `user_by_user_name`, a refused identifier matches nothing.
     async fn users_by_email(&self, tenant: &str, email: &str) -> DirectoryResult<Vec<User>>;
 
     /// Replaces the user with id `user.id` by `user` (every attribute; the

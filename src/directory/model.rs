@@ -12,7 +12,8 @@
 use serde::{Deserialize, Serialize};
 
 /// How a user came into the directory; kept for audit and to decide who may
-/// adopt whom (SCIM adopts a SAML JIT user with the same userName).
+/// adopt whom (SCIM adopts a SAML JIT user with the same userName; who may
+/// sign in whom is `directory::trust`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProvisionedVia {
@@ -177,9 +178,12 @@ pub struct User {
     /// The gateway role (e.g. `member`, `admin`) that feeds the JWT.
     pub role: String,
     pub provisioned_via: ProvisionedVia,
-    /// The `[[scim.client]]` name that created or adopted this user.
+    /// The `[[scim.client]]` name that created or adopted this user. When
+    /// set (and configured), the IdPs tied to that client own the user.
     pub scim_client: Option<String>,
-    /// The `[[saml.idp]]` id that created this user by JIT.
+    /// The `[[saml.idp]]` id that created this user by JIT, or claimed it as
+    /// an unowned user at sign-in (`directory::trust`). Cleared when a SCIM
+    /// client not tied to that IdP adopts the user.
     pub idp: Option<String>,
     /// The SAML NameID last seen for this user.
     pub name_id: Option<String>,

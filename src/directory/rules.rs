@@ -18,8 +18,66 @@ pub const MAX_TENANT_LEN: usize = 256;
 /// The case-insensitive form of an indexed value (userName, email, group
 /// displayName). Unicode lowercase, not full case folding: enough for
 /// RFC 7643's `caseExact: false` on the names IdPs send.
+///
+/// Lowercasing alone would merge identifiers that are not case variants of
+/// each other (U+212A KELVIN SIGN lowercases to an ASCII `k`), so userNames
+/// and emails only reach it through [`identifier_key`], which refuses them.
 pub fn fold(s: &str) -> String {
     s.to_lowercase()
+}
+
+/// Refuses a userName or email that could pass for another identifier:
+///
+/// - not in Unicode normalization form NFKC: compatibility characters
+///   (U+212A KELVIN SIGN, fullwidth letters, ligatures, ...) would fold or
+///   normalise onto other letters, so `\u{212A}ate@a.example` could match
+///   `kate@a.example`. For a string in NFKC, lowercasing merges only true
+///   case variants, so the index key ([`fold`]) is unchanged for every
+///   identifier accepted before and stored data still matches.
+/// - a domain part (after the last `@`) that is not ASCII: domains are
+///   compared as ASCII by the IdP routing and ownership rules, so an IDN is
+///   written as its IDNA A-label (`xn--...`).
+///
+/// Checked on every write of a user (both backends, via `new_user` and
+/// `replacement_user`) and by every lookup ([`identifier_key`]).
+pub fn check_identifier(what: &str, v: &str) -> DirectoryResult<()> {
+    if !icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().is_normalized(v) {
+        return Err(DirectoryError::Invalid(format!(
+            "{what} {v:?} is not in Unicode normalization form NFKC: it holds compatibility \
+             characters (such as U+212A KELVIN SIGN or fullwidth letters) that would pass for \
+             other letters; send it in NFKC"
+        )));
+    }
+    if let Some((_, domain)) = v.rsplit_once('@') {
+        if !domain.is_ascii() {
+            return Err(DirectoryError::Invalid(format!(
+                "{what} {v:?} has a non-ASCII domain; write the domain as its IDNA A-label (xn--...)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The index key of a userName or email given to a lookup, or `None` when
+/// [`check_identifier`] refuses it: such a value can match no stored
+/// identifier (none is stored), and folding it could hit another one.
+pub fn identifier_key(v: &str) -> Option<String> {
+    check_identifier("identifier", v).ok().map(|()| fold(v))
+}
+
+/// Does the stored identifier `stored` match the lookup value `wanted`?
+/// Both must pass [`check_identifier`]: an index entry written before the
+/// check existed, for a value it would refuse, matches nothing.
+pub fn same_identifier(stored: &str, wanted: &str) -> bool {
+    match (identifier_key(stored), identifier_key(wanted)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Does `user` hold `email` (by [`same_identifier`]) among its emails?
+pub fn has_email(user: &User, email: &str) -> bool {
+    user.emails.iter().any(|e| same_identifier(&e.value, email))
 }
 
 /// A new resource id: 122 random bits in UUID v4 form, because SCIM clients
@@ -128,12 +186,14 @@ fn validate_user(user: &mut User) -> DirectoryResult<()> {
         return Err(DirectoryError::Invalid("userName is required".into()));
     }
     check_len("userName", &user.user_name)?;
+    check_identifier("userName", &user.user_name)?;
     user.external_id = normalise_external_id(user.external_id.take());
     if let Some(x) = &user.external_id {
         check_len("externalId", x)?;
     }
-    for e in &user.emails {
+    for e in user.emails.iter().filter(|e| !e.value.is_empty()) {
         check_len("email", &e.value)?;
+        check_identifier("email", &e.value)?;
     }
     Ok(())
 }
@@ -336,6 +396,37 @@ mod tests {
         assert_eq!(keys.emails, vec!["alice@example.com".to_string()]);
         u.deleted = true;
         assert_eq!(UserKeys::of(&u), UserKeys::default());
+    }
+
+    #[test]
+    fn lookalike_identifiers_are_refused_and_match_nothing() {
+        for bad in [
+            "\u{212A}ate@a.example",
+            "\u{FF4B}ate@a.example",
+            "\u{FB01}@a.example",
+            "kate@b\u{FC}cher.example",
+            "kate@a.\u{212A}.example",
+        ] {
+            assert!(check_identifier("userName", bad).is_err(), "{bad}");
+            assert_eq!(identifier_key(bad), None, "{bad}");
+            assert!(!same_identifier("kate@a.example", bad), "{bad}");
+            assert!(!same_identifier(bad, "kate@a.example"), "{bad}");
+        }
+        // Normalised non-ASCII local parts, opaque ids and A-labels are fine,
+        // and keep their old (lowercase) index key.
+        for ok in [
+            "Jos\u{E9}@a.example",
+            "00u1abcd",
+            "kate@xn--bcher-kva.example",
+        ] {
+            assert_eq!(identifier_key(ok), Some(fold(ok)), "{ok}");
+        }
+        assert!(same_identifier(
+            "Jos\u{E9}@A.example",
+            "JOS\u{C9}@a.EXAMPLE"
+        ));
+        // Decomposed input is not NFKC either: refused, not silently merged.
+        assert_eq!(identifier_key("Jose\u{301}@a.example"), None);
     }
 
     #[test]

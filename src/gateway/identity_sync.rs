@@ -3,6 +3,11 @@
 //! the IdP-asserted groups and the group → role mapping; SCIM calls
 //! `refresh_sessions` after a change so the next request carries the new
 //! identity on every replica, without re-login.
+//!
+//! Roles are relative to the principal's `tenant` claim: only the tenant's
+//! own mappings apply (`Scim::tenant_roles`), to the tenant's own directory
+//! groups, and to IdP-asserted groups only when that IdP sets
+//! `asserted_groups_map_roles` (an IdP names its groups as it likes).
 
 use super::App;
 use crate::directory::{DirectoryError, User};
@@ -24,7 +29,7 @@ pub struct Sources<'a> {
 }
 
 /// The principal for `user`: directory groups ∪ asserted groups, roles
-/// from the group mapping (else the user's role).
+/// from the tenant's group mapping (else the user's role).
 pub fn compose(app: &App, tenant: &str, user: &User, src: Sources<'_>) -> Principal {
     let Sources {
         directory_groups,
@@ -40,17 +45,25 @@ pub fn compose(app: &App, tenant: &str, user: &User, src: Sources<'_>) -> Princi
         .collect();
     groups.sort();
     groups.dedup();
+    // The tenant's directory groups map to roles; what an IdP asserts only
+    // if the operator says so for that IdP.
+    let role_groups: &[String] = if idp
+        .as_deref()
+        .is_some_and(|i| app.trust.asserted_groups_map_roles(i))
+    {
+        &groups
+    } else {
+        directory_groups
+    };
     let base_role = if user.role.is_empty() {
         default_role.to_string()
     } else {
         user.role.clone()
     };
     let roles = match &app.scim {
-        Some(scim) => scim.roles_for(
-            scim.client_roles(user.scim_client.as_deref()),
-            &groups,
-            &base_role,
-        ),
+        Some(scim) => {
+            scim.tenant_roles(tenant, user.scim_client.as_deref(), role_groups, &base_role)
+        }
         None => vec![base_role],
     };
     Principal {
@@ -118,7 +131,7 @@ const DEPROVISIONED: &str = "deprovisioned";
 const DEPROVISIONED_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
 
 fn marker_key(tenant: &str, user_name: &str) -> String {
-    format!("{tenant}:{}", user_name.to_lowercase())
+    format!("{tenant}:{}", crate::directory::rules::fold(user_name))
 }
 
 /// Remembers that SCIM deprovisioned `user_name` in `tenant`.

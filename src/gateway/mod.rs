@@ -123,6 +123,8 @@ pub struct App {
     /// Provisioning webhook targets; `None` when none is configured (then
     /// directory writes append nothing to the outbox).
     pub webhooks: Option<Arc<crate::webhook::Webhooks>>,
+    /// Who may vouch for whom: IdP ownership of users, domains, SCIM ties.
+    pub trust: crate::directory::trust::Trust,
 }
 
 impl App {
@@ -204,8 +206,10 @@ impl App {
             .and_then(|h| crate::secret::TokenHash::parse(h).ok());
         let webhooks = crate::webhook::Webhooks::from_config(&cfg)
             .map_err(|m| StartError::Saml("webhook".into(), m))?;
+        let trust = crate::directory::trust::Trust::from_config(&cfg);
         Ok(Arc::new(Self {
             webhooks,
+            trust,
             upstream: Upstream::from_config(&cfg),
             prefix: cfg.server.reserved_prefix.clone(),
             cfg: Arc::new(cfg),

@@ -79,8 +79,12 @@ pub enum SamlError {
     NotProvisioned(String),
     #[error("user {0} belongs to IdP {1}")]
     WrongIdp(String, String),
-    #[error("asserted email {0} is outside the IdP's domains")]
+    #[error("asserted identifier {0}")]
     ForeignEmail(String),
+    #[error("user {0} is not this IdP's: {1}")]
+    NotOwned(String, String),
+    #[error("{0}")]
+    Identifier(String),
     #[error("the Response holds both a plain and an encrypted assertion")]
     MixedAssertions,
     #[error("EncryptedAssertion received but no saml.sp_key is configured to decrypt it")]
@@ -133,6 +137,8 @@ impl SamlError {
             Self::EncryptionUnsupported(_) => "encryption_unsupported",
             Self::WrongIdp(..) => "wrong_idp",
             Self::ForeignEmail(_) => "foreign_email_domain",
+            Self::NotOwned(..) => "user_not_owned",
+            Self::Identifier(_) => "invalid_identifier",
             Self::Store(_) => "store_unavailable",
             Self::Other(_) => "error",
         }
@@ -146,7 +152,9 @@ impl SamlError {
             Self::Deactivated(_)
             | Self::NotProvisioned(_)
             | Self::WrongIdp(..)
-            | Self::ForeignEmail(_) => 403,
+            | Self::ForeignEmail(_)
+            | Self::NotOwned(..)
+            | Self::Identifier(_) => 403,
             _ => 400,
         }
     }

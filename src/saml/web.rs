@@ -636,17 +636,25 @@ fn full_name(login: &Login) -> Option<String> {
 /// or email, created when JIT is on, refreshed when `update_on_login`,
 /// refused when deactivated. Groups are the assertion's plus the
 /// directory's; `sub` is the directory id, stable across IdP attribute changes.
+///
+/// The IdP must own the user (`directory::trust`: its JIT user, a user of a
+/// SCIM client tied to it, or an unowned user it may claim) and may vouch
+/// only for identifiers in its domains: the NameID, the email attribute,
+/// and the matched user's userName and primary email. Look-alike
+/// identifiers (`rules::check_identifier`) are refused before any lookup.
 async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
-    use crate::directory::{DirectoryError, MultiValue, Name, ProvisionedVia, User};
-    // An IdP routed by domain may only vouch for addresses in its domains.
-    if let Some(email) = &login.email {
-        let domain = email
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
-        if !idp.domains.is_empty() && !idp.domains.contains(&domain) {
-            return Err(SamlError::ForeignEmail(email.clone()));
-        }
+    use crate::directory::trust::Verdict;
+    use crate::directory::{rules, DirectoryError, MultiValue, Name, ProvisionedVia, User};
+    let asserted: Vec<&str> = std::iter::once(login.name_id.as_str())
+        .chain(login.email.as_deref())
+        .collect();
+    for v in &asserted {
+        rules::check_identifier("asserted identifier", v).map_err(|e| {
+            SamlError::Identifier(match e {
+                DirectoryError::Invalid(m) => m,
+                other => other.to_string(),
+            })
+        })?;
     }
     let dir = &app.store;
     let tenant = idp
@@ -668,6 +676,24 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                 .find(|u| !u.deleted);
         }
     }
+    // Ownership first: a user that is not this IdP's is refused as such.
+    let verdict = user.as_ref().map(|u| app.trust.sign_in(&idp.id, u));
+    if let (Some(u), Some(v)) = (&user, &verdict) {
+        refuse_unowned(u, v)?;
+    }
+    // An IdP vouches only for identifiers in its domains (or, without
+    // domains, for none routed to another IdP): every identifier used to
+    // match, and those the principal will carry.
+    let mut vouched = asserted;
+    if let Some(u) = &user {
+        vouched.push(&u.user_name);
+        vouched.extend(u.primary_email());
+    }
+    for v in vouched {
+        app.trust
+            .may_vouch_for(&idp.id, v)
+            .map_err(SamlError::ForeignEmail)?;
+    }
     let wanted_name = Name {
         formatted: full_name(login),
         given_name: login.given_name.clone(),
@@ -686,35 +712,38 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
         .collect();
     let user = match user {
         Some(u) if !u.active => return Err(SamlError::Deactivated(u.user_name)),
-        // A user that signed in through another IdP is not this IdP's to assert.
-        Some(u) if u.idp.as_ref().is_some_and(|other| *other != idp.id) => {
-            return Err(SamlError::WrongIdp(u.user_name, u.idp.unwrap_or_default()))
-        }
         Some(mut u) => {
+            // Recorded so the user is this IdP's from now on; an owned
+            // user's owner never changes at sign-in.
+            let claim = verdict == Some(Verdict::Claim);
             let stale = u.name.given_name != wanted_name.given_name
                 || u.name.family_name != wanted_name.family_name
                 || (login.display_name.is_some() && u.display_name != login.display_name)
-                || (login.email.is_some() && u.primary_email() != login.email.as_deref())
-                || u.idp.is_none();
-            if idp.jit.update_on_login && stale {
+                || (login.email.is_some() && u.primary_email() != login.email.as_deref());
+            let refresh = idp.jit.update_on_login && stale;
+            if refresh || claim {
                 let before = u.clone();
                 let version = u.meta.version;
-                u.name.given_name = wanted_name.given_name.clone();
-                u.name.family_name = wanted_name.family_name.clone();
-                u.name.formatted = wanted_name.formatted.clone();
-                if login.display_name.is_some() {
-                    u.display_name = login.display_name.clone();
-                }
-                if let Some(e) = &login.email {
-                    if u.primary_email() != Some(e.as_str()) {
-                        u.emails.retain(|m| !m.value.eq_ignore_ascii_case(e));
-                        for m in &mut u.emails {
-                            m.primary = false;
+                if refresh {
+                    u.name.given_name = wanted_name.given_name.clone();
+                    u.name.family_name = wanted_name.family_name.clone();
+                    u.name.formatted = wanted_name.formatted.clone();
+                    if login.display_name.is_some() {
+                        u.display_name = login.display_name.clone();
+                    }
+                    if let Some(e) = &login.email {
+                        if u.primary_email() != Some(e.as_str()) {
+                            u.emails.retain(|m| !m.value.eq_ignore_ascii_case(e));
+                            for m in &mut u.emails {
+                                m.primary = false;
+                            }
+                            u.emails.insert(0, wanted_emails[0].clone());
                         }
-                        u.emails.insert(0, wanted_emails[0].clone());
                     }
                 }
-                u.idp.get_or_insert_with(|| idp.id.clone());
+                if claim {
+                    u.idp = Some(idp.id.clone());
+                }
                 u.name_id.get_or_insert_with(|| login.name_id.clone());
                 let emit = jit_outbox(app, Some(&before), &u, &idp.id);
                 match dir
@@ -722,8 +751,12 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                     .await
                 {
                     Ok(updated) => updated,
-                    // Changed concurrently (e.g. by SCIM): sign in with what is stored.
-                    Err(DirectoryError::VersionMismatch { .. }) => u,
+                    // Changed concurrently (by SCIM, which may have adopted
+                    // it away, or claimed by another IdP): sign in with what
+                    // is stored, if it is still this IdP's.
+                    Err(DirectoryError::VersionMismatch { .. }) => {
+                        stored_if_owned(app, &tenant, &idp.id, &u.id).await?
+                    }
                     Err(e) => return Err(dir_err(e)),
                 }
             } else {
@@ -763,12 +796,16 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                     tracing::info!(idp = %idp.id, %tenant, user = %u.id, user_name = %u.user_name, "JIT-provisioned user");
                     u
                 }
-                // Created concurrently by another sign-in or by SCIM: use that one.
-                Err(DirectoryError::Conflict { .. }) => dir
-                    .user_by_user_name(&tenant, &user_name)
-                    .await
-                    .map_err(dir_err)?
-                    .ok_or_else(|| SamlError::Other("user vanished after a conflict".into()))?,
+                // Created concurrently by another sign-in or by SCIM: use
+                // that one, if it is this IdP's.
+                Err(DirectoryError::Conflict { .. }) => {
+                    let u = dir
+                        .user_by_user_name(&tenant, &user_name)
+                        .await
+                        .map_err(dir_err)?
+                        .ok_or_else(|| SamlError::Other("user vanished after a conflict".into()))?;
+                    stored_if_owned(app, &tenant, &idp.id, &u.id).await?
+                }
                 Err(e) => return Err(dir_err(e)),
             }
         }
@@ -790,6 +827,52 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
     Ok(crate::gateway::identity_sync::compose(
         app, &tenant, &user, src,
     ))
+}
+
+/// The refusal for a user the IdP does not own (`Owned` and `Claim` pass).
+fn refuse_unowned(
+    user: &crate::directory::User,
+    verdict: &crate::directory::trust::Verdict,
+) -> Result<(), SamlError> {
+    use crate::directory::trust::Verdict;
+    match verdict {
+        Verdict::Owned | Verdict::Claim => Ok(()),
+        // A user that signed in through another IdP is not this IdP's to assert.
+        Verdict::OtherIdp(other) => Err(SamlError::WrongIdp(user.user_name.clone(), other.clone())),
+        Verdict::NotOwned(why) => Err(SamlError::NotOwned(user.user_name.clone(), why.clone())),
+    }
+}
+
+/// The stored user `id`, re-read after a concurrent write, if this IdP owns
+/// it now and it is active; never claimed on this path (a user that is
+/// unowned again is refused once: the next sign-in decides afresh).
+async fn stored_if_owned(
+    app: &App,
+    tenant: &str,
+    idp: &str,
+    id: &str,
+) -> Result<crate::directory::User, SamlError> {
+    use crate::directory::trust::Verdict;
+    let u = app
+        .store
+        .get_user(tenant, id)
+        .await
+        .map_err(dir_err)?
+        .filter(|u| !u.deleted)
+        .ok_or_else(|| SamlError::Other("user vanished during sign-in".into()))?;
+    match app.trust.sign_in(idp, &u) {
+        Verdict::Owned => {}
+        Verdict::Claim => {
+            return Err(SamlError::Other(
+                "user changed during sign-in; try again".into(),
+            ))
+        }
+        v => refuse_unowned(&u, &v)?,
+    }
+    if !u.active {
+        return Err(SamlError::Deactivated(u.user_name));
+    }
+    Ok(u)
 }
 
 /// Where `/.portcullis/logout` sends the browser after ending a SAML

@@ -1016,8 +1016,16 @@ fn compare_one(v: &Value, def: Option<&'static AttrDef>, op: CompareOp, lit: &Co
     }
 }
 
+/// Can `s` be compared ignoring case? Unicode lowercase merges
+/// compatibility characters with other letters (U+212A KELVIN SIGN with
+/// `k`), so a string not in NFKC compares exactly: as the directory's
+/// userName and email indexes, which match such strings to nothing.
+fn foldable(s: &str) -> bool {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().is_normalized(s)
+}
+
 fn compare_strings(s: &str, l: &str, op: CompareOp, case_exact: bool) -> bool {
-    let (s, l) = if case_exact {
+    let (s, l) = if case_exact || !foldable(s) || !foldable(l) {
         (s.to_string(), l.to_string())
     } else {
         (s.to_lowercase(), l.to_lowercase())
@@ -1511,6 +1519,19 @@ mod tests {
                 user_matches(&format!("not ({negated})")),
                 "{f}"
             );
+        }
+    }
+
+    #[test]
+    fn lookalikes_do_not_case_fold_onto_other_letters() {
+        let user = json!({"userName": "kate@a.example"});
+        assert!(parse("userName eq \"KATE@a.example\"").matches(&user, User));
+        for f in [
+            "userName eq \"\u{212A}ate@a.example\"",
+            "userName eq \"\u{212A}ate@a.example\" or userName eq \"x\"",
+            "userName sw \"\u{212A}\"",
+        ] {
+            assert!(!parse(f).matches(&user, User), "{f}");
         }
     }
 

@@ -62,16 +62,6 @@ impl Scim {
                 && path.as_bytes().get(self.base_path.len()) == Some(&b'/'))
     }
 
-    /// The group → role map of the client that provisioned a user, if any.
-    pub fn client_roles(&self, client: Option<&str>) -> Option<&BTreeMap<String, String>> {
-        let name = client?;
-        self.clients
-            .0
-            .iter()
-            .find(|c| c.cfg.name == name)
-            .map(|c| &c.cfg.group_roles)
-    }
-
     /// Roles for a user in `groups`: every mapped group's role, else `default`.
     pub fn roles_for(
         &self,
@@ -79,26 +69,67 @@ impl Scim {
         groups: &[String],
         default: &str,
     ) -> Vec<String> {
-        let mut roles: Vec<String> = groups
-            .iter()
-            .filter_map(|g| {
-                client_roles
-                    .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(g)))
-                    .or_else(|| {
-                        self.group_roles
-                            .iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(g))
-                    })
-                    .map(|(_, r)| r.clone())
-            })
-            .collect();
-        roles.sort();
-        roles.dedup();
-        if roles.is_empty() {
-            roles.push(default.to_string());
-        }
-        roles
+        let maps = client_roles
+            .into_iter()
+            .chain(std::iter::once(&self.group_roles));
+        roles_from(maps, groups, default)
     }
+
+    /// Roles for a user of `tenant` (provisioned by `client`, if any) in
+    /// `groups`, which must be groups of that tenant. The mappings that
+    /// apply are the tenant's own, first match wins: the user's client's
+    /// `group_roles`, then those of the tenant's other clients, then
+    /// `[scim.group_roles]`. A client of another tenant never maps a role
+    /// here, whatever its groups are called.
+    pub fn tenant_roles(
+        &self,
+        tenant: &str,
+        client: Option<&str>,
+        groups: &[String],
+        default: &str,
+    ) -> Vec<String> {
+        let of_tenant = |c: &&Client| c.cfg.tenant == tenant;
+        let own = self
+            .clients
+            .0
+            .iter()
+            .filter(of_tenant)
+            .filter(|c| Some(c.cfg.name.as_str()) == client);
+        let others = self
+            .clients
+            .0
+            .iter()
+            .filter(of_tenant)
+            .filter(|c| Some(c.cfg.name.as_str()) != client);
+        let maps = own
+            .chain(others)
+            .map(|c| &c.cfg.group_roles)
+            .chain(std::iter::once(&self.group_roles));
+        roles_from(maps, groups, default)
+    }
+}
+
+/// Every group's role from the first map in `maps` that names the group
+/// (case-insensitively), sorted and deduplicated; `default` when none maps.
+fn roles_from<'a>(
+    maps: impl Iterator<Item = &'a BTreeMap<String, String>> + Clone,
+    groups: &[String],
+    default: &str,
+) -> Vec<String> {
+    let mut roles: Vec<String> = groups
+        .iter()
+        .filter_map(|g| {
+            maps.clone()
+                .find_map(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(g)))
+                .map(|(_, r)| r.clone())
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        roles.push(default.to_string());
+    }
+    roles
 }
 
 fn respond(status: u16, body: &Value) -> LocalResponse {
@@ -651,7 +682,8 @@ impl Ctx<'_> {
                 )));
             }
             // A user created by SAML JIT in this tenant: SCIM adopts it.
-            let adopted = self.merge(&existing, u, true);
+            let mut adopted = self.merge(&existing, u, true);
+            let reset = self.adopt(&existing, &mut adopted);
             let after = rules::replacement_user(
                 &existing,
                 adopted.clone(),
@@ -667,6 +699,10 @@ impl Ctx<'_> {
                 .await
                 .map_err(dir_error)?;
             tracing::info!(client = %cfg.name, user = %saved.id, "SCIM adopted a SAML JIT user");
+            if reset {
+                self.revoke(&saved.id, &saved.user_name, "adopted from an untied IdP")
+                    .await;
+            }
             let v = self.user_json(&saved).await?;
             return Ok(self.resource_response(
                 201,
@@ -675,9 +711,6 @@ impl Ctx<'_> {
                 Some(format!("{}/Users/{}", self.base, saved.id)),
             ));
         }
-        crate::gateway::identity_sync::clear_deprovisioned(self.app, self.tenant(), &u.user_name)
-            .await
-            .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
         u.provisioned_via = ProvisionedVia::Scim;
         u.scim_client = Some(cfg.name.clone());
         u.role = cfg.default_role.clone();
@@ -686,7 +719,12 @@ impl Ctx<'_> {
         }
         // The id is fixed now so a sync webhook target sees the final one.
         u.id = rules::new_id();
+        // Validated before anything is written: a refused userName must not
+        // clear the marker of the one it folds onto.
         let after = rules::new_user(self.tenant(), u.clone(), now_ms()).map_err(dir_error)?;
+        crate::gateway::identity_sync::clear_deprovisioned(self.app, self.tenant(), &u.user_name)
+            .await
+            .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
         let emit = self
             .outbox(vec![self.event(EventType::UserCreated).with_user(&after)])
             .await?;
@@ -726,15 +764,41 @@ impl Ctx<'_> {
                 ..current.clone()
             }
         };
-        if adopt {
-            next.provisioned_via = ProvisionedVia::Scim;
-            next.scim_client = Some(cfg.name.clone());
-        }
         if current.active && !next.active && !cfg.allow_deactivation {
             tracing::warn!(client = %cfg.name, user = %current.id, "deactivation ignored: allow_deactivation = false");
             next.active = true;
         }
         next
+    }
+
+    /// Makes `next` (the adopted `current`, a SAML JIT user) this client's.
+    /// A JIT user of an IdP the client is not tied to (`directory::trust`)
+    /// loses that IdP, its NameID and the role the IdP gave it: the IdP
+    /// created it before the client provisioned the real person, so neither
+    /// its future sign-ins nor its sessions may keep it. Returns true when
+    /// it did so (the caller then ends the user's sessions).
+    fn adopt(&self, current: &User, next: &mut User) -> bool {
+        let cfg = &self.client.cfg;
+        next.provisioned_via = ProvisionedVia::Scim;
+        next.scim_client = Some(cfg.name.clone());
+        let untied = current
+            .idp
+            .as_deref()
+            .is_some_and(|idp| !self.app.trust.client_tied_to(&cfg.name, idp));
+        if untied {
+            tracing::warn!(client = %cfg.name, user = %current.id, idp = current.idp.as_deref().unwrap_or("-"), "SCIM adopted a JIT user of an IdP this client is not tied to: its IdP link is dropped and its sessions end");
+            next.idp = None;
+            next.name_id = None;
+            next.role = cfg.default_role.clone();
+        }
+        untied
+    }
+
+    /// A SAML JIT user no SCIM client has adopted yet: the first SCIM write
+    /// to it (POST of its userName, or PUT/PATCH after finding it with a
+    /// filter, as Okta links users) adopts it.
+    fn unadopted(u: &User) -> bool {
+        u.provisioned_via == ProvisionedVia::SamlJit && u.scim_client.is_none()
     }
 
     async fn save_user(
@@ -743,7 +807,8 @@ impl Ctx<'_> {
         incoming: User,
         expected: Option<u64>,
     ) -> Result<LocalResponse, ScimError> {
-        let next = self.merge(&current, incoming, false);
+        let mut next = self.merge(&current, incoming, false);
+        let reset = Self::unadopted(&current) && self.adopt(&current, &mut next);
         let deactivated = current.active && !next.active;
         let version = Some(expected.unwrap_or(current.meta.version));
         let after = rules::replacement_user(&current, next.clone(), version, now_ms())
@@ -759,6 +824,9 @@ impl Ctx<'_> {
             .map_err(dir_error)?;
         if deactivated {
             self.revoke(&saved.id, &saved.user_name, "deactivated")
+                .await;
+        } else if reset {
+            self.revoke(&saved.id, &saved.user_name, "adopted from an untied IdP")
                 .await;
         } else {
             self.refresh(std::slice::from_ref(&saved.id)).await;
@@ -1163,6 +1231,36 @@ mod tests {
             s.roles_for(None, &["Other".into()], "member"),
             vec!["member"]
         );
+    }
+
+    #[test]
+    fn role_mappings_apply_to_their_own_tenant_only() {
+        let hash = crate::secret::TokenHash::of("t").to_string();
+        let client = |name: &str, tenant: &str, roles: Value| json!({"name": name, "token_hash": hash, "tenant": tenant, "group_roles": roles});
+        let cfg: ScimConfig = serde_json::from_value(json!({
+            "group_roles": {"CRA Admins": "admin"},
+            "client": [
+                client("jc", "acme", json!({"Viewers": "viewer"})),
+                client("okta", "globex", json!({"Auditors": "auditor"})),
+                client("jc2", "acme", json!({"Viewers": "reader", "Ops": "ops"})),
+            ]
+        }))
+        .unwrap();
+        let s = Scim::from_config(&cfg).unwrap();
+        let roles = |tenant: &str, client: Option<&str>, groups: &[&str]| {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            s.tenant_roles(tenant, client, &groups, "member")
+        };
+        // The user's own client first, then the tenant's other clients.
+        assert_eq!(roles("acme", Some("jc"), &["Viewers"]), ["viewer"]);
+        assert_eq!(roles("acme", Some("jc2"), &["viewers"]), ["reader"]);
+        assert_eq!(roles("acme", None, &["Ops", "Viewers"]), ["ops", "viewer"]);
+        // Another tenant's mapping never applies, whatever the group's name.
+        assert_eq!(roles("acme", Some("jc"), &["Auditors"]), ["member"]);
+        assert_eq!(roles("globex", Some("okta"), &["Viewers"]), ["member"]);
+        assert_eq!(roles("globex", Some("okta"), &["Auditors"]), ["auditor"]);
+        // `[scim.group_roles]` is every tenant's, for its own groups.
+        assert_eq!(roles("globex", None, &["CRA Admins"]), ["admin"]);
     }
 
     #[test]

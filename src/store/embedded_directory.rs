@@ -488,8 +488,15 @@ impl DirectoryStore for EmbeddedStore {
         tenant: &str,
         user_name: &str,
     ) -> DirectoryResult<Option<User>> {
-        let (t, key) = (tenant.to_string(), rules::fold(user_name));
-        run(self, move |db| user_via(db, USER_NAMES, &t, &key)).await
+        let Some(key) = rules::identifier_key(user_name) else {
+            return Ok(None);
+        };
+        let (t, wanted) = (tenant.to_string(), user_name.to_string());
+        run(self, move |db| {
+            Ok(user_via(db, USER_NAMES, &t, &key)?
+                .filter(|u| rules::same_identifier(&u.user_name, &wanted)))
+        })
+        .await
     }
 
     async fn user_by_external_id(
@@ -502,7 +509,10 @@ impl DirectoryStore for EmbeddedStore {
     }
 
     async fn users_by_email(&self, tenant: &str, email: &str) -> DirectoryResult<Vec<User>> {
-        let (t, key) = (tenant.to_string(), rules::fold(email));
+        let Some(key) = rules::identifier_key(email) else {
+            return Ok(Vec::new());
+        };
+        let (t, wanted) = (tenant.to_string(), email.to_string());
         run(self, move |db| {
             let txn = db.begin_read().map_err(err)?;
             let emails = txn.open_multimap_table(USER_EMAILS).map_err(err)?;
@@ -511,7 +521,7 @@ impl DirectoryStore for EmbeddedStore {
             for id in emails.get((t.as_str(), key.as_str())).map_err(err)? {
                 let id = id.map_err(err)?;
                 if let Some(u) = load::<User>(&users, &t, id.value())? {
-                    if !u.deleted {
+                    if !u.deleted && rules::has_email(&u, &wanted) {
                         out.push(u);
                     }
                 }

@@ -703,12 +703,13 @@ impl DirectoryStore for RedisStore {
         tenant: &str,
         user_name: &str,
     ) -> DirectoryResult<Option<User>> {
-        self.user_via(
-            &self.dir_prefix(tenant),
-            "idx:user_name",
-            &rules::fold(user_name),
-        )
-        .await
+        let Some(key) = rules::identifier_key(user_name) else {
+            return Ok(None);
+        };
+        Ok(self
+            .user_via(&self.dir_prefix(tenant), "idx:user_name", &key)
+            .await?
+            .filter(|u| rules::same_identifier(&u.user_name, user_name)))
     }
 
     async fn user_by_external_id(
@@ -721,17 +722,20 @@ impl DirectoryStore for RedisStore {
     }
 
     async fn users_by_email(&self, tenant: &str, email: &str) -> DirectoryResult<Vec<User>> {
+        let Some(key) = rules::identifier_key(email) else {
+            return Ok(Vec::new());
+        };
         let t = self.dir_prefix(tenant);
         let ids: Vec<String> = self
             .conn()
-            .smembers(format!("{t}idx:email:{}", rules::fold(email)))
+            .smembers(format!("{t}idx:email:{key}"))
             .await
             .map_err(StoreError::from)?;
         let mut users: Vec<User> = self
             .read_users(&t, &ids)
             .await?
             .into_iter()
-            .filter(|u| !u.deleted)
+            .filter(|u| !u.deleted && rules::has_email(u, email))
             .collect();
         rules::sort_users(&mut users);
         Ok(users)
