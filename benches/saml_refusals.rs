@@ -70,13 +70,21 @@ fn registry(dir: &std::path::Path) -> portcullis::saml::idp::Registry {
 
 /// A garbage signature of the accepted shape over the Response.
 fn signature(rid: &str, c14n: &str) -> String {
+    // "exc-c14n with a PrefixList" is spelled `EXC_LIST`.
+    let (c14n, inner) = match c14n {
+        EXC_LIST => (
+            EXC,
+            format!("<ec:InclusiveNamespaces xmlns:ec=\"{EXC}\" PrefixList=\"p0 p1 p2 p3 p4 p5 p6 p7\"/>"),
+        ),
+        other => (other, String::new()),
+    };
     format!(
         "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
 <ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>\
 <ds:SignatureMethod Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256\"/>\
 <ds:Reference URI=\"#{rid}\"><ds:Transforms>\
 <ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\
-<ds:Transform Algorithm=\"{c14n}\"/></ds:Transforms>\
+<ds:Transform Algorithm=\"{c14n}\">{inner}</ds:Transform></ds:Transforms>\
 <ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/><ds:DigestValue>AAAA</ds:DigestValue></ds:Reference>\
 </ds:SignedInfo><ds:SignatureValue>AAAA</ds:SignatureValue></ds:Signature>"
     )
@@ -84,6 +92,7 @@ fn signature(rid: &str, c14n: &str) -> String {
 
 const EXC: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const INCL: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+const EXC_LIST: &str = "exc-c14n with a PrefixList";
 
 /// An unsigned Response: root attributes, then Issuer, the signature, an
 /// Extensions block filled with `filler`, and a minimal assertion.
@@ -97,44 +106,39 @@ fn response(root_extra: &str, c14n: &str, filler: &str) -> String {
     )
 }
 
-/// Repeats `unit` until the base64 of the whole response reaches the limit.
-fn fill(root_extra: &str, c14n: &str, unit: &str) -> String {
+/// Repeats `unit` until the base64 of the whole response reaches the size
+/// limit or the pre-scan's element limit (what passes it is the worst case).
+fn fill(root_extra: &str, c14n: &str, unit: &str, elements_per_unit: usize) -> String {
     let base = response(root_extra, c14n, "").len();
-    let n = (MAX * 3 / 4 - base - 64) / unit.len();
+    let by_size = (MAX * 3 / 4 - base - 64) / unit.len();
+    let by_count = (portcullis::saml::shape::MAX_ELEMENTS - 20) / elements_per_unit.max(1);
+    let n = if elements_per_unit == 0 { by_size } else { by_size.min(by_count) };
     response(root_extra, c14n, &unit.repeat(n))
 }
 
 fn inputs() -> Vec<(&'static str, String)> {
-    let ns: String = (0..2000)
+    use portcullis::saml::shape::{MAX_ATTRIBUTES, MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE};
+    // The root already declares samlp and saml.
+    let ns: String = (0..MAX_NAMESPACES_IN_SCOPE - 2)
         .map(|i| format!(" xmlns:p{i}=\"urn:n:{i}\""))
         .collect();
-    let deep = {
-        let open: String = (0..200).map(|_| "<x>").collect();
-        let close: String = (0..200).map(|_| "</x>").collect();
-        format!("{open}{close}")
-    };
-    let attrs: String = (0..40).map(|i| format!(" a{i}=\"v\"")).collect();
+    let depth = MAX_DEPTH - 6;
+    let deep = format!("{}{}", "<x>".repeat(depth), "</x>".repeat(depth));
+    let attrs: String = (0..MAX_ATTRIBUTES).map(|i| format!(" a{i}=\"v\"")).collect();
+    let many_ns: String = (0..1000).map(|i| format!(" xmlns:q{i}=\"urn:q\"")).collect();
     vec![
-        ("many elements (exc-c14n)", fill("", EXC, "<x/>")),
-        ("many elements (c14n)", fill("", INCL, "<x/>")),
-        (
-            "2000 namespaces on the root (c14n)",
-            fill(&ns, INCL, "<x/>"),
-        ),
-        (
-            "2000 namespaces on the root (exc-c14n)",
-            fill(&ns, EXC, "<x/>"),
-        ),
-        ("nesting 200 deep, repeated (c14n)", fill("", INCL, &deep)),
-        (
-            "40 attributes per element (c14n)",
-            fill("", INCL, &format!("<x{attrs}/>")),
-        ),
-        (
-            "one large text node",
-            fill("", EXC, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
-        ),
-        ("character references", fill("", INCL, "&#x1F980;")),
+        // Refused by the pre-scan (these cost seconds before it existed).
+        ("refused: 1000 namespaces on the root", response(&many_ns, INCL, &"<x/>".repeat(1000))),
+        ("refused: 48k elements", fill("", INCL, "<x/>", 0)),
+        // The worst that passes the pre-scan, refused at the signature.
+        ("max elements (exc-c14n)", fill("", EXC, "<x/>", 1)),
+        ("max elements (c14n)", fill("", INCL, "<x/>", 1)),
+        ("max elements + namespaces in scope (c14n)", fill(&ns, INCL, "<x/>", 1)),
+        ("max elements + namespaces + PrefixList (exc-c14n)", fill(&ns, EXC_LIST, "<x/>", 1)),
+        ("max elements nested deep (c14n)", fill(&ns, INCL, &deep, depth)),
+        ("max attributes per element (c14n)", fill(&ns, INCL, &format!("<x{attrs}/>"), 1)),
+        ("one large text node", fill("", EXC, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0)),
+        ("character references", fill("", INCL, "&#x1F980;", 0)),
     ]
 }
 
