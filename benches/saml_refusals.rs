@@ -111,33 +111,63 @@ fn response(root_extra: &str, c14n: &str, filler: &str) -> String {
 fn fill(root_extra: &str, c14n: &str, unit: &str, elements_per_unit: usize) -> String {
     let base = response(root_extra, c14n, "").len();
     let by_size = (MAX * 3 / 4 - base - 64) / unit.len();
-    let by_count = (portcullis::saml::shape::MAX_ELEMENTS - 20) / elements_per_unit.max(1);
-    let n = if elements_per_unit == 0 { by_size } else { by_size.min(by_count) };
+    let by_count = (portcullis::saml::shape::MAX_ELEMENTS - 40) / elements_per_unit.max(1);
+    let n = if elements_per_unit == 0 {
+        by_size
+    } else {
+        by_size.min(by_count)
+    };
     response(root_extra, c14n, &unit.repeat(n))
 }
 
 fn inputs() -> Vec<(&'static str, String)> {
     use portcullis::saml::shape::{MAX_ATTRIBUTES, MAX_DEPTH, MAX_NAMESPACES_IN_SCOPE};
-    // The root already declares samlp and saml.
-    let ns: String = (0..MAX_NAMESPACES_IN_SCOPE - 2)
+    // samlp and saml are declared on the root, ds on the Signature.
+    let ns: String = (0..MAX_NAMESPACES_IN_SCOPE - 3)
+        .map(|i| format!(" xmlns:p{i}=\"urn:n:{i}\""))
+        .collect();
+    // ...and the InclusiveNamespaces element declares ec.
+    let ns_but_one: String = (0..MAX_NAMESPACES_IN_SCOPE - 4)
         .map(|i| format!(" xmlns:p{i}=\"urn:n:{i}\""))
         .collect();
     let depth = MAX_DEPTH - 6;
     let deep = format!("{}{}", "<x>".repeat(depth), "</x>".repeat(depth));
-    let attrs: String = (0..MAX_ATTRIBUTES).map(|i| format!(" a{i}=\"v\"")).collect();
-    let many_ns: String = (0..1000).map(|i| format!(" xmlns:q{i}=\"urn:q\"")).collect();
+    let attrs: String = (0..MAX_ATTRIBUTES)
+        .map(|i| format!(" a{i}=\"v\""))
+        .collect();
+    let many_ns: String = (0..1000)
+        .map(|i| format!(" xmlns:q{i}=\"urn:q\""))
+        .collect();
     vec![
         // Refused by the pre-scan (these cost seconds before it existed).
-        ("refused: 1000 namespaces on the root", response(&many_ns, INCL, &"<x/>".repeat(1000))),
+        (
+            "refused: 1000 namespaces on the root",
+            response(&many_ns, INCL, &"<x/>".repeat(1000)),
+        ),
         ("refused: 48k elements", fill("", INCL, "<x/>", 0)),
         // The worst that passes the pre-scan, refused at the signature.
         ("max elements (exc-c14n)", fill("", EXC, "<x/>", 1)),
         ("max elements (c14n)", fill("", INCL, "<x/>", 1)),
-        ("max elements + namespaces in scope (c14n)", fill(&ns, INCL, "<x/>", 1)),
-        ("max elements + namespaces + PrefixList (exc-c14n)", fill(&ns, EXC_LIST, "<x/>", 1)),
-        ("max elements nested deep (c14n)", fill(&ns, INCL, &deep, depth)),
-        ("max attributes per element (c14n)", fill(&ns, INCL, &format!("<x{attrs}/>"), 1)),
-        ("one large text node", fill("", EXC, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0)),
+        (
+            "max elements + namespaces in scope (c14n)",
+            fill(&ns, INCL, "<x/>", 1),
+        ),
+        (
+            "max elements + namespaces + PrefixList (exc-c14n)",
+            fill(&ns_but_one, EXC_LIST, "<x/>", 1),
+        ),
+        (
+            "max elements nested deep (c14n)",
+            fill(&ns, INCL, &deep, depth),
+        ),
+        (
+            "max attributes per element (c14n)",
+            fill(&ns, INCL, &format!("<x{attrs}/>"), 1),
+        ),
+        (
+            "one large text node",
+            fill("", EXC, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0),
+        ),
         ("character references", fill("", INCL, "&#x1F980;", 0)),
     ]
 }
@@ -152,6 +182,17 @@ fn refusals(c: &mut Criterion) {
     for (label, xml) in inputs() {
         let b64 = base64::engine::general_purpose::STANDARD.encode(xml.as_bytes());
         assert!(b64.len() <= MAX, "{label}: {} bytes", b64.len());
+        // The worst cases must get as far as the signature.
+        let err = inspect(&b64, MAX, false)
+            .and_then(|m| verify(&idp, &reg.sp, &m, m.in_response_to.as_deref()))
+            .unwrap_err();
+        let reason = err.reason();
+        let want = if label.starts_with("refused") {
+            "signature_shape"
+        } else {
+            "bad_signature"
+        };
+        assert_eq!(reason, want, "{label}: {err}");
         g.bench_function(label, |b| {
             b.iter(|| {
                 let r = inspect(black_box(&b64), MAX, false)

@@ -17,6 +17,10 @@ cd "$(dirname "$0")"
 FUZZ=$PWD
 FUZZ_TIME=${FUZZ_TIME:-60}
 TARGETS=${FUZZ_TARGETS:-"acs slo metadata return_url"}
+# Targets with a known, reported leak (README.md "Findings") run with leak
+# detection off, so the rest of their input space is still fuzzed; set
+# FUZZ_KNOWN_LEAKS="" once it is fixed.
+KNOWN_LEAKS=${FUZZ_KNOWN_LEAKS-"acs"}
 export RUSTC_BOOTSTRAP=1
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked || exit 1
@@ -34,12 +38,12 @@ for t in $TARGETS; do
   mkdir -p "$corpus" "$art"
   rm -f "$art"/slowest-instrumented.*
   log=$art/fuzz.log
+  leaks=1
+  [[ " $KNOWN_LEAKS " == *" $t "* ]] && leaks=0
   echo "== $t: fuzzing for $FUZZ_TIME s (log: $log)"
-  # -close_fd_mask=2: xmlsec prints a line per failed signature; libFuzzer
-  # keeps its own output (and the crash report). Panic messages: replay.
   nice -n 10 "$BIN/$t" "$corpus" "$FUZZ/seeds/$t" \
     -max_total_time="$FUZZ_TIME" -timeout=2 -rss_limit_mb=2048 \
-    -dict="$FUZZ/dict/saml.dict" -print_final_stats=1 -close_fd_mask=2 \
+    -dict="$FUZZ/dict/saml.dict" -print_final_stats=1 -detect_leaks=$leaks \
     -artifact_prefix="$art/" >"$log" 2>&1
   rc=$?
   secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
@@ -52,13 +56,13 @@ for t in $TARGETS; do
   if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
     echo "!! $t: libFuzzer exited $rc with $crashes crash artifact(s) in $art (see $log)"
     for c in $(find "$art" -maxdepth 1 -type f -name 'crash-*'); do
-      nice -n 10 "$BIN/$t" -minimize_crash=1 -runs=2000 -close_fd_mask=2 \
+      nice -n 10 "$BIN/$t" -minimize_crash=1 -runs=2000 \
         -exact_artifact_path="$c.min" "$c" >"$c.tmin.log" 2>&1 || true
     done
     failed=1
   fi
   echo "== $t: replaying the corpus (plain release build)"
-  replay=$("$FUZZ/target/release/replay" "$t" "$corpus" "$FUZZ/seeds/$t" 2>"$art/replay.err" | tail -1)
+  replay=$("$FUZZ/target/release/replay" "$t" "$corpus" "$FUZZ/seeds/$t" "$FUZZ/regressions/$t" 2>"$art/replay.err" | tail -1)
   [ "${PIPESTATUS[0]}" -ne 0 ] && failed=1
   echo "$replay"
   slow_ms=$(sed -n 's/.*slowest_ms=\([0-9.]*\).*/\1/p' <<<"$replay")

@@ -148,7 +148,8 @@ async fn an_unsigned_response_cannot_make_the_gateway_fetch_read_or_transform() 
     // Each signature also references the Response itself (after the attack:
     // xmlsec stops at the first Reference whose digest fails), so that it
     // looks signed to a check that only asks whether some Reference does.
-    let cases: Vec<Box<dyn Fn(&str) -> String>> = vec![
+    type MakeSignature<'a> = Box<dyn Fn(&str) -> String + 'a>;
+    let cases: Vec<MakeSignature> = vec![
         Box::new(|own| forged_signature_refs(&[(&canary_url, &plain), (own, &plain)], "")),
         Box::new(|own| forged_signature(own, &xslt, "")),
         Box::new(|own| forged_signature(own, &plain, &manifest)),

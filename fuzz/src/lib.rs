@@ -437,7 +437,7 @@ fn slo_request(post: bool, params: &str) -> String {
         }
     };
     if is_response {
-        return match slo::verify_logout_response(idp, &reg.sp, url.as_ref(), &xml) {
+        return match slo::verify_logout_response(idp, &reg.sp, url.as_ref(), &xml, fixed_now()) {
             Ok(ack) => {
                 assert_eq!(
                     ack.in_response_to.as_deref(),

@@ -241,7 +241,7 @@ pub fn verify(
     let all_hold = !restrictions.is_empty()
         && restrictions
             .iter()
-            .all(|r| r.audience.iter().any(|a| *a == sp.entity_id));
+            .all(|r| r.audience.contains(&sp.entity_id));
     if !all_hold {
         return Err(SamlError::Audience(
             restrictions

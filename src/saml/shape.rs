@@ -163,8 +163,9 @@ pub fn refuse_unsafe_xml(xml: &str) -> Result<(), SamlError> {
 /// stay far below it; c14n's namespace pass costs elements × in-scope
 /// namespaces², all before the SignatureValue is looked at.
 pub const MAX_ELEMENTS: usize = 5000;
-/// Deepest nesting (a SAML response is about 8 deep).
-pub const MAX_DEPTH: usize = 32;
+/// Deepest nesting (a signed, encrypted SAML response is about 9 deep);
+/// inclusive c14n pays depth × namespaces in scope per element.
+pub const MAX_DEPTH: usize = 16;
 /// Most attributes on one element (roxmltree checks duplicates pairwise).
 pub const MAX_ATTRIBUTES: usize = 32;
 /// Most namespace declarations in scope at any element (Okta declares xs
