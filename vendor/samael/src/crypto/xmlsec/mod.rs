@@ -971,7 +971,15 @@ fn move_output_root_to_document_root(
     let namespaces = in_scope_namespace_declarations(doc, &new_root);
     new_root.unlink();
     preserve_namespace_declarations(&mut new_root, namespaces)?;
+    let old_root = current_root.node_ptr();
     doc.set_root_element(&new_root);
+    // PORTCULLIS PATCH: xmlDocSetRootElement unlinks the old root (the
+    // unsigned remainder of the message) and hands it back; libxml 0.3.3
+    // drops it, leaking it all on every message whose signed element is not
+    // the root. Free it now, while the document (its dictionary, its ID
+    // table) is alive; no wrapper of it is marked unlinked, so nothing frees
+    // it twice, and nothing reads it again.
+    unsafe { libxml::bindings::xmlFreeNode(old_root) };
     Ok(())
 }
 
@@ -979,14 +987,37 @@ fn in_scope_namespace_declarations(
     doc: &libxml::tree::Document,
     node: &libxml::tree::Node,
 ) -> Vec<NamespaceDeclaration> {
-    node.get_namespaces(doc)
-        .into_iter()
-        .map(|namespace| NamespaceDeclaration {
-            prefix: namespace.get_prefix(),
-            href: namespace.get_href(),
-        })
-        .filter(namespace_declaration_should_be_preserved)
-        .collect()
+    // PORTCULLIS PATCH: libxml 0.3.3 `Node::get_namespaces` never frees the
+    // array `xmlGetNsList` returns (a leak per verified message): read it
+    // here and free it.
+    let text = |p: *const u8| {
+        if p.is_null() {
+            String::new()
+        } else {
+            unsafe { CStr::from_ptr(p as *const std::os::raw::c_char) }
+                .to_string_lossy()
+                .into_owned()
+        }
+    };
+    let mut out = Vec::new();
+    unsafe {
+        let list = libxml::bindings::xmlGetNsList(doc.doc_ptr(), node.node_ptr());
+        if list.is_null() {
+            return out;
+        }
+        let mut p = list;
+        while !(*p).is_null() {
+            let ns = *p;
+            out.push(NamespaceDeclaration {
+                prefix: text((*ns).prefix),
+                href: text((*ns).href),
+            });
+            p = p.add(1);
+        }
+        libc::free(list as *mut std::os::raw::c_void);
+    }
+    out.retain(namespace_declaration_should_be_preserved);
+    out
 }
 
 fn preserve_namespace_declarations(
