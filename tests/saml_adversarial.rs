@@ -986,3 +986,45 @@ fn verifying_an_assertion_signed_message_keeps_no_memory() {
         "RSS grew by {grown} KiB over 300 verifications"
     );
 }
+
+/// Found by fuzzing: metadata whose signing certificate is not one (samael
+/// only base64-decodes it) built an IdP that silently verified nothing.
+#[test]
+fn metadata_with_an_unreadable_signing_certificate_is_refused_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("md.xml");
+    std::fs::write(
+        &md,
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.example/\">\
+<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>AAAA</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
+    )
+    .unwrap();
+    let key = dir.path().join("k.pem");
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
+        .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"https://app.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\n[[saml.idp]]\nid = \"x\"\nmetadata_file = \"{}\"\n",
+            dir.path().join("state").display(),
+            key.display(),
+            md.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("saml.idp[0].certificate") && text.contains("unreadable"),
+        "{text}"
+    );
+}

@@ -420,6 +420,20 @@ fn build_idp(
                 .into(),
         ));
     }
+    // samael only base64-decodes metadata certificates: one that is not a
+    // certificate would verify nothing, silently (found by fuzzing). At a
+    // metadata_url refresh this error keeps the previous registry.
+    for (n, c) in certs.iter().enumerate() {
+        openssl::x509::X509::from_der(c.der_data()).map_err(|e| {
+            (
+                "certificate".to_string(),
+                format!(
+                    "signing certificate {} in the metadata is unreadable: {e}",
+                    n + 1
+                ),
+            )
+        })?;
+    }
     let sso_url = strict.sso_binding_location(HTTP_REDIRECT_BINDING).ok_or((
         "sso_url".to_string(),
         "the IdP offers no HTTP-Redirect SingleSignOnService".to_string(),
