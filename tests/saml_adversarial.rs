@@ -336,25 +336,8 @@ fn the_unsolicited_path_refuses_a_verified_in_response_to() {
     use portcullis::saml::response::{inspect, verify};
     let dir = tempfile::tempdir().unwrap();
     let idp = TestIdp::new("https://idp.example.test/metadata");
-    let cert = idp.write_cert(dir.path(), "idp.pem");
-    let key = dir.path().join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
-        .unwrap();
-    let config = dir.path().join("c.toml");
     let entity = "http://localhost:8080";
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\npublic_url = \"{entity}\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\n{}",
-            dir.path().join("state").display(),
-            key.display(),
-            idp.idp_toml("testidp", &cert, "allow_idp_initiated = true")
-        ),
-    )
-    .unwrap();
-    let cfg = portcullis::config::Config::load(&config).unwrap();
-    let saml = cfg.saml.clone().unwrap();
-    let reg = portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap();
+    let reg = registry_in(dir.path(), &idp, entity, "allow_idp_initiated = true", "");
     let acs = format!("{entity}/.portcullis/saml/acs");
     for (sign_response, sign_assertion) in [(true, true), (true, false), (false, true)] {
         let mut o = ResponseOpts::new(&acs, entity, Some("_victims_request"));
@@ -939,25 +922,8 @@ fn verifying_an_assertion_signed_message_keeps_no_memory() {
     use portcullis::saml::response::{inspect, verify};
     let dir = tempfile::tempdir().unwrap();
     let idp = TestIdp::new("https://idp.example.test/metadata");
-    let cert = idp.write_cert(dir.path(), "idp.pem");
-    let key = dir.path().join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
-        .unwrap();
-    let config = dir.path().join("c.toml");
     let entity = "http://localhost:8080";
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\npublic_url = \"{entity}\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\n{}",
-            dir.path().join("state").display(),
-            key.display(),
-            idp.idp_toml("testidp", &cert, "")
-        ),
-    )
-    .unwrap();
-    let cfg = portcullis::config::Config::load(&config).unwrap();
-    let saml = cfg.saml.clone().unwrap();
-    let reg = portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap();
+    let reg = registry_in(dir.path(), &idp, entity, "", "");
     let acs = format!("{entity}/.portcullis/saml/acs");
     let mut o = ResponseOpts::new(&acs, entity, None);
     o.sign_response = false;
@@ -1001,20 +967,14 @@ fn metadata_with_an_unreadable_signing_certificate_is_refused_at_check() {
 <md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
     )
     .unwrap();
-    let key = dir.path().join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
-        .unwrap();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\npublic_url = \"https://app.example.com\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\n[[saml.idp]]\nid = \"x\"\nmetadata_file = \"{}\"\n",
-            dir.path().join("state").display(),
-            key.display(),
+    let config = write_config(
+        dir.path(),
+        "https://app.example.com",
+        &format!(
+            "[[saml.idp]]\nid = \"x\"\nmetadata_file = \"{}\"\n",
             md.display()
         ),
-    )
-    .unwrap();
+    );
     let out = std::process::Command::new(bin())
         .args(["check", "-c"])
         .arg(&config)

@@ -12,6 +12,7 @@ mod support;
 use base64::Engine;
 use portcullis::saml::response::{inspect, verify};
 use support::idp::*;
+use support::saml_env::registry_in;
 
 const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -190,30 +191,21 @@ fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let idp = TestIdp::new("https://idp.example.test/metadata");
     let sp = TestIdp::new("sp-keypair");
-    let cert = idp.write_cert(dir.path(), "idp.pem");
     let sp_key = dir.path().join("sp.key");
     std::fs::write(&sp_key, sp.private_key_pem()).unwrap();
     let sp_cert = sp.write_cert(dir.path(), "sp.crt");
-    let key = dir.path().join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
-        .unwrap();
     let entity = "http://localhost:8080".to_string();
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\npublic_url = \"{entity}\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\nsp_key = \"{}\"\nsp_cert = \"{}\"\n{}",
-            dir.path().join("state").display(),
-            key.display(),
+    let reg = registry_in(
+        dir.path(),
+        &idp,
+        &entity,
+        "",
+        &format!(
+            "sp_key = \"{}\"\nsp_cert = \"{}\"",
             sp_key.display(),
-            sp_cert.display(),
-            idp.idp_toml("testidp", &cert, "")
+            sp_cert.display()
         ),
-    )
-    .unwrap();
-    let cfg = portcullis::config::Config::load(&config).unwrap();
-    let saml = cfg.saml.clone().unwrap();
-    let reg = portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap();
+    );
     Rig {
         acs: format!("{entity}/.portcullis/saml/acs"),
         entity,

@@ -168,3 +168,46 @@ impl Env {
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// A minimal gateway config in `dir` (signing key made there) with `saml`
+/// as its `[saml]` body; returns its path.
+pub fn write_config(dir: &std::path::Path, public_url: &str, saml: &str) -> std::path::PathBuf {
+    let key = dir.join("k.pem");
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
+        .unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"{public_url}\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{}\"\n[identity]\nsigning_key = \"{}\"\n[saml]\n{saml}",
+            dir.join("state").display(),
+            key.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The IdP registry exactly as `run` builds it, for library-level tests
+/// (no gateway process): `idp` as `testidp` with `idp_extra`, plus
+/// `saml_extra` in `[saml]`, for the SP at `entity`.
+pub fn registry_in(
+    dir: &std::path::Path,
+    idp: &TestIdp,
+    entity: &str,
+    idp_extra: &str,
+    saml_extra: &str,
+) -> portcullis::saml::idp::Registry {
+    let cert = idp.write_cert(dir, "idp.pem");
+    let config = write_config(
+        dir,
+        entity,
+        &format!(
+            "{saml_extra}\n{}",
+            idp.idp_toml("testidp", &cert, idp_extra)
+        ),
+    );
+    let cfg = portcullis::config::Config::load(&config).unwrap();
+    let saml = cfg.saml.clone().unwrap();
+    portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap()
+}
