@@ -988,3 +988,40 @@ fn metadata_with_an_unreadable_signing_certificate_is_refused_at_check() {
         "{text}"
     );
 }
+
+/// The reduction's own guard behind the CDATA refusal (bypassed here by
+/// calling samael directly): a validly signed message whose tree differs
+/// from its canonical form gets a bounded number of alignment attempts.
+#[test]
+fn the_reduction_gives_up_quickly_on_a_tree_that_differs_from_the_signed_form() {
+    use samael::crypto::{Crypto, CryptoProvider, ReduceMode};
+    let idp = TestIdp::new("https://idp.example.test/metadata");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&idp.cert_b64)
+        .unwrap();
+    let mut o = ResponseOpts::new("http://localhost/acs", "http://localhost", None);
+    o.sign_response = false;
+    let mut values = vec!["staff".to_string(); 22];
+    values.push("xy".into());
+    o.attributes = vec![("memberOf".into(), values)];
+    let xml = idp.response_xml(&o).replacen(
+        "<saml:AttributeValue>xy</saml:AttributeValue>",
+        "<saml:AttributeValue>x<![CDATA[y]]></saml:AttributeValue>",
+        1,
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = Crypto::reduce_xml_to_signed_with_allowed_algorithms(
+            &xml,
+            &[samael::crypto::CertificateDer::from(der)],
+            ReduceMode::ValidateAndMarkNoAncestors,
+            None,
+        );
+        let _ = tx.send(r.is_err());
+    });
+    // 2^22 alignments took minutes before the budget.
+    let refused = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the reduction is still matching after 10 s");
+    assert!(refused);
+}

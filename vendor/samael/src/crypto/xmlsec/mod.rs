@@ -659,6 +659,7 @@ fn build_keep_state(
 
     let mut nodes_to_keep = HashSet::new();
     let mut allowed_attributes = HashMap::new();
+    reset_match_budget();
 
     for selection in selections {
         let parsed_selection = parse_selection(&selection.anchor, &selection.predigest_xml)?;
@@ -740,6 +741,30 @@ fn is_supported_fragment_node(node: &libxml::tree::Node) -> bool {
 
 fn is_ignorable_text_node(node: &libxml::tree::Node) -> bool {
     node.get_type() == Some(NodeType::TextNode) && node.get_content().trim().is_empty()
+}
+
+// PORTCULLIS PATCH: the matcher below backtracks over sibling alignments;
+// a signed message whose tree differs from its canonical form (a CDATA
+// split, say) made it try ~2^k alignments of k identical siblings. Each
+// reduction gets a step budget; when it runs out, nothing matches and the
+// message is refused.
+const MATCH_STEPS: usize = 200_000;
+thread_local! {
+    static MATCH_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(MATCH_STEPS) };
+}
+
+fn reset_match_budget() {
+    MATCH_BUDGET.with(|b| b.set(MATCH_STEPS));
+}
+
+fn spend_match_step() -> bool {
+    MATCH_BUDGET.with(|b| match b.get() {
+        0 => false,
+        n => {
+            b.set(n - 1);
+            true
+        }
+    })
 }
 
 fn collect_matching_sequence(
@@ -825,6 +850,9 @@ fn collect_matching_node_inner(
     nodes_to_keep: &mut HashSet<usize>,
     allowed_attributes: &mut HashMap<usize, HashSet<AttributeName>>,
 ) -> bool {
+    if !spend_match_step() {
+        return false;
+    }
     match fragment_node.get_type() {
         Some(NodeType::ElementNode) => {
             if !original_node.is_element_node()
