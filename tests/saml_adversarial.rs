@@ -1025,3 +1025,52 @@ fn the_reduction_gives_up_quickly_on_a_tree_that_differs_from_the_signed_form() 
         .expect("the reduction is still matching after 10 s");
     assert!(refused);
 }
+
+/// ...and fetched metadata with such a certificate is a failed fetch: the
+/// last good copy stays, in memory and in the on-disk cache a restart reads.
+#[tokio::test]
+async fn fetched_metadata_with_an_unreadable_certificate_keeps_the_last_good_copy() {
+    let good_idp = TestIdp::new("https://idp.example.test/metadata");
+    let metadata = |cert_b64: &str| {
+        format!(
+            "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.example.test/metadata\">\
+<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\"><md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data>\
+<ds:X509Certificate>{cert_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example.test/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>"
+        )
+    };
+    let good = metadata(&good_idp.cert_b64);
+    let broken = metadata("AAAA");
+    let served = broken.clone();
+    let port = serve_in_background(axum::Router::new().route(
+        "/metadata",
+        axum::routing::get(move || {
+            let b = served.clone();
+            async move { b }
+        }),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("md-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("remote.xml"), &good).unwrap();
+    let config = write_config(
+        dir.path(),
+        "https://app.example.com",
+        &format!(
+            "metadata_cache_dir = \"{}\"\ninsecure_loopback_metadata_for_tests = true\n[[saml.idp]]\nid = \"remote\"\nmetadata_url = \"http://127.0.0.1:{port}/metadata\"\n",
+            cache.display()
+        ),
+    );
+    let cfg = portcullis::config::Config::load(&config).unwrap();
+    let saml = cfg.saml.clone().unwrap();
+    let got = portcullis::saml::remote::fetch_all(&cfg, &saml, None).await;
+    assert_eq!(
+        got.get("remote"),
+        Some(&good),
+        "the broken document replaced the good one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cache.join("remote.xml")).unwrap(),
+        good
+    );
+}

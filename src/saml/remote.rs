@@ -54,8 +54,26 @@ async fn fetch(client: &reqwest::Client, url: &str, loopback_http: bool) -> Resu
     }
     let xml = super::shape::document_text(body.to_vec()).map_err(|e| e.to_string())?;
     super::shape::refuse_dtd(&xml).map_err(|e| e.to_string())?;
-    xml.parse::<samael::metadata::EntityDescriptor>()
+    let md = xml
+        .parse::<samael::metadata::EntityDescriptor>()
         .map_err(|e| format!("not SAML metadata: {e}"))?;
+    // A document whose signing certificates do not parse is a failed fetch:
+    // it must not replace the cached copy a restart would load.
+    let sp = samael::service_provider::ServiceProvider {
+        idp_metadata: md,
+        ..Default::default()
+    };
+    let certs = sp
+        .idp_signing_certs()
+        .map_err(|e| format!("unreadable signing certificate: {e}"))?
+        .unwrap_or_default();
+    if certs.is_empty() {
+        return Err("metadata has no signing certificate".into());
+    }
+    for c in &certs {
+        openssl::x509::X509::from_der(c.der_data())
+            .map_err(|e| format!("unreadable signing certificate: {e}"))?;
+    }
     Ok(xml)
 }
 
