@@ -1866,35 +1866,6 @@ impl Multi {
     }
 }
 
-/// The `reason=` logged next to the reference id an error page shows.
-async fn logged_reason(gw: &Gateway, page: &str) -> String {
-    let reference = page
-        .split("<code>")
-        .nth(1)
-        .and_then(|s| s.split("</code>").next())
-        .expect("reference id on the page")
-        .to_string();
-    for _ in 0..50 {
-        if let Some(line) = gw
-            .log()
-            .lines()
-            .find(|l| l.contains(&reference) && l.contains("reason="))
-        {
-            return line
-                .split("reason=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_matches('"')
-                .to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("no log line for reference {reference}:\n{}", gw.log());
-}
-
 #[tokio::test]
 async fn an_idp_cannot_sign_in_a_scim_user_of_another_idp_by_its_name_id() {
     let token = portcullis::secret::new_token("scim_");

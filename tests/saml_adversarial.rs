@@ -111,25 +111,7 @@ fn unsigned_with(e: &Env, make: impl Fn(&str) -> String) -> String {
 async fn reason_of(e: &Env, r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
     let page = r.text().await.unwrap();
-    let reference = page
-        .split("<code>")
-        .nth(1)
-        .and_then(|p| p.split("</code>").next())
-        .unwrap_or_else(|| panic!("no reference id on the page: {page}"))
-        .to_string();
-    for _ in 0..50 {
-        let log = e.gw.log();
-        if let Some(line) = log
-            .lines()
-            .find(|l| l.contains(&reference) && l.contains("reason="))
-        {
-            let reason = line.split("reason=").nth(1).unwrap();
-            let reason = reason.split_whitespace().next().unwrap().trim_matches('"');
-            return (status, reason.to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no log line for reference {reference}:\n{}", e.gw.log());
+    (status, logged_reason(&e.gw, &page).await)
 }
 
 // ---- item 1: nothing is fetched, read or transformed before verification

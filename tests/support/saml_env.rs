@@ -122,34 +122,7 @@ impl Env {
             .all(|c| !c.to_str().unwrap().starts_with("portcullis_session=")));
         let page = r.text().await.unwrap();
         assert!(page.contains("Sign-in failed"), "{page}");
-        let reference = page
-            .split("<code>")
-            .nth(1)
-            .unwrap()
-            .split("</code>")
-            .next()
-            .unwrap()
-            .to_string();
-        // The log line is written before the response; allow for buffering.
-        for _ in 0..50 {
-            let log = self.gw.log();
-            if let Some(line) = log
-                .lines()
-                .find(|l| l.contains(&reference) && l.contains("reason="))
-            {
-                return line
-                    .split("reason=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_matches('"')
-                    .to_string();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        panic!("no log line for reference {reference}:\n{}", self.gw.log());
+        logged_reason(&self.gw, &page).await
     }
 
     /// A fresh pending request and the response to it, refused with `reason`.
@@ -210,4 +183,33 @@ pub fn registry_in(
     let cfg = portcullis::config::Config::load(&config).unwrap();
     let saml = cfg.saml.clone().unwrap();
     portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap()
+}
+
+/// The `reason=` logged next to the reference id an error page shows.
+pub async fn logged_reason(gw: &Gateway, page: &str) -> String {
+    let reference = page
+        .split("<code>")
+        .nth(1)
+        .and_then(|s| s.split("</code>").next())
+        .expect("reference id on the page")
+        .to_string();
+    for _ in 0..50 {
+        if let Some(line) = gw
+            .log()
+            .lines()
+            .find(|l| l.contains(&reference) && l.contains("reason="))
+        {
+            return line
+                .split("reason=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no log line for reference {reference}:\n{}", gw.log());
 }
