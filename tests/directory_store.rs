@@ -85,7 +85,7 @@ fn user(name: &str) -> User {
         emails: vec![MultiValue {
             value: name.to_string(),
             kind: Some("work".into()),
-            primary: true,
+            primary: Some(true),
             display: None,
         }],
         ..User::new(name)
@@ -139,23 +139,35 @@ async fn create_then_get_round_trips_every_field(s: Arc<dyn Backend>) {
         locale: Some("en-GB".into()),
         timezone: Some("Europe/London".into()),
         active: true,
+        active_unset: false,
         emails: vec![
             MultiValue {
                 value: "jane.doe@example.com".into(),
                 kind: Some("work".into()),
-                primary: true,
+                primary: Some(true),
                 display: None,
             },
             MultiValue {
                 value: "jane@home.example".into(),
                 kind: Some("home".into()),
-                primary: false,
+                primary: Some(false),
                 display: Some("home".into()),
             },
         ],
         phone_numbers: vec![MultiValue {
             value: "+44 20 7946 0000".into(),
             kind: Some("work".into()),
+            ..Default::default()
+        }],
+        ims: vec![MultiValue {
+            value: "jane.doe".into(),
+            kind: Some("xmpp".into()),
+            ..Default::default()
+        }],
+        photos: vec![MultiValue {
+            value: "https://photos.example.com/jd.jpg".into(),
+            kind: Some("photo".into()),
+            primary: Some(false),
             ..Default::default()
         }],
         addresses: vec![Address {
@@ -166,10 +178,19 @@ async fn create_then_get_round_trips_every_field(s: Arc<dyn Backend>) {
             postal_code: Some("N1 1AA".into()),
             country: Some("GB".into()),
             kind: Some("work".into()),
-            primary: true,
+            primary: Some(true),
+        }],
+        entitlements: vec![MultiValue {
+            value: "reports".into(),
+            display: Some("Reports".into()),
+            ..Default::default()
         }],
         roles: vec![MultiValue {
             value: "auditor".into(),
+            ..Default::default()
+        }],
+        x509_certificates: vec![MultiValue {
+            value: "MIIDQzCCAqygAwIBAgICEAAwDQYJKoZIhvcNAQEFBQAwTjELMAkGA1UEBhMCVVMx".into(),
             ..Default::default()
         }],
         enterprise: Enterprise {
@@ -180,6 +201,9 @@ async fn create_then_get_round_trips_every_field(s: Arc<dyn Backend>) {
             department: Some("Platform".into()),
             manager: Some(Manager {
                 value: Some("26118915-6090-4610-87e4-49d8ca9f808d".into()),
+                reference: Some(
+                    "https://gw.example/scim/v2/Users/26118915-6090-4610-87e4-49d8ca9f808d".into(),
+                ),
                 display_name: Some("John Smith".into()),
             }),
         },

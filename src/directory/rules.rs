@@ -34,6 +34,7 @@ pub fn fold(s: &str) -> String {
 ///   `kate@a.example`. For a string in NFKC, lowercasing merges only true
 ///   case variants, so the index key ([`fold`]) is unchanged for every
 ///   identifier accepted before and stored data still matches.
+/// - a control character (U+0000 included).
 /// - a domain part (after the last `@`) that is not ASCII: domains are
 ///   compared as ASCII by the IdP routing and ownership rules, so an IDN is
 ///   written as its IDNA A-label (`xn--...`).
@@ -41,6 +42,13 @@ pub fn fold(s: &str) -> String {
 /// Checked on every write of a user (both backends, via `new_user` and
 /// `replacement_user`) and by every lookup ([`identifier_key`]).
 pub fn check_identifier(what: &str, v: &str) -> DirectoryResult<()> {
+    // A NUL or other control character would be stored and then match no
+    // lookup a client can type (and breaks C consumers of the JWT).
+    if v.chars().any(char::is_control) {
+        return Err(DirectoryError::Invalid(format!(
+            "{what} {v:?} contains a control character"
+        )));
+    }
     if !icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().is_normalized(v) {
         return Err(DirectoryError::Invalid(format!(
             "{what} {v:?} is not in Unicode normalization form NFKC: it holds compatibility \

@@ -70,7 +70,8 @@ async fn write_local(session: &mut Session, resp: LocalResponse) -> Result<bool>
     Ok(true)
 }
 
-/// Reads the request body up to `limit` bytes; `None` if it is larger.
+/// Reads the request body up to `limit` bytes; `None` if it is larger, an
+/// error if the client's framing is broken (bad chunk, truncated body).
 async fn read_body_capped(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
     let declared = session
         .req_header()
@@ -150,11 +151,12 @@ impl ProxyHttp for Proxy {
                 let reference = pages::reference_id();
                 tracing::info!(reference, path = %raw_path, reason = %e, "refused unnormalizable path");
                 ctx.outcome = "bad_path";
-                let resp = local::bad_request(
-                    &req.headers,
-                    &format!("The request path is not acceptable: {e}."),
-                    &reference,
-                );
+                let reason = format!("The request path is not acceptable: {e}.");
+                let resp = if app.scim.as_ref().is_some_and(|s| s.owns(&raw_path)) {
+                    crate::scim::server::refused(400, &reason, &reference)
+                } else {
+                    local::bad_request(&req.headers, &reason, &reference)
+                };
                 return write_local(session, resp).await;
             }
         };
@@ -185,9 +187,24 @@ impl ProxyHttp for Proxy {
                 http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
             );
             let body = if has_body {
-                match read_body_capped(session, app.cfg.server.max_body_bytes).await? {
-                    Some(b) => b,
-                    None => {
+                match read_body_capped(session, app.cfg.server.max_body_bytes).await {
+                    Ok(Some(b)) => b,
+                    Err(e) => {
+                        // Framing the client broke: answer (the connection
+                        // is not reused) rather than let pingora send a 500.
+                        let reference = pages::reference_id();
+                        tracing::info!(reference, path = %norm.matched, error = %e, "refused unreadable request body");
+                        ctx.outcome = "bad_body";
+                        let reason = "The request body could not be read (malformed or truncated).";
+                        let resp = if app.scim.as_ref().is_some_and(|s| s.owns(&norm.matched)) {
+                            crate::scim::server::refused(400, reason, &reference)
+                        } else {
+                            local::bad_request(&session.req_header().headers, reason, &reference)
+                        };
+                        session.set_keepalive(None);
+                        return write_local(session, resp).await;
+                    }
+                    Ok(None) => {
                         let limit = app.cfg.server.max_body_bytes;
                         let resp = if app.scim.as_ref().is_some_and(|s| s.owns(&norm.matched)) {
                             crate::scim::server::too_large(limit)

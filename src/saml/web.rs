@@ -706,8 +706,8 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
         .map(|e| MultiValue {
             value: e.clone(),
             kind: Some("work".into()),
-            primary: true,
-            display: None,
+            primary: Some(true),
+            ..MultiValue::default()
         })
         .collect();
     let user = match user {
@@ -735,7 +735,9 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
                         if u.primary_email() != Some(e.as_str()) {
                             u.emails.retain(|m| !m.value.eq_ignore_ascii_case(e));
                             for m in &mut u.emails {
-                                m.primary = false;
+                                if m.primary.is_some() {
+                                    m.primary = Some(false);
+                                }
                             }
                             u.emails.insert(0, wanted_emails[0].clone());
                         }

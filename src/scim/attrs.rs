@@ -94,7 +94,25 @@ pub enum Mutability {
     WriteOnly,
 }
 
-/// One attribute definition: the characteristics the cores act on.
+/// RFC 7643 §7 `returned`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returned {
+    Always,
+    Default,
+    Never,
+}
+
+/// RFC 7643 §7 `uniqueness`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uniqueness {
+    None,
+    /// Unique within the tenant (the server's scope of visibility).
+    Server,
+}
+
+/// One attribute definition: the characteristics the cores act on, and
+/// the ones `/Schemas` publishes (rendered from these same tables by
+/// `scim::schemas`, so what is published is what the server does).
 #[derive(Debug, PartialEq, Eq)]
 pub struct AttrDef {
     /// The canonical (schema) spelling; JSON written by `patch` uses it.
@@ -104,6 +122,13 @@ pub struct AttrDef {
     pub case_exact: bool,
     pub mutability: Mutability,
     pub required: bool,
+    pub returned: Returned,
+    pub uniqueness: Uniqueness,
+    /// `referenceTypes` of a reference attribute.
+    pub reference_types: &'static [&'static str],
+    /// `canonicalValues` (suggested, not a closed set).
+    pub canonical_values: &'static [&'static str],
+    pub description: &'static str,
     pub sub_attributes: &'static [AttrDef],
 }
 
@@ -166,7 +191,37 @@ const fn attr(name: &'static str, ty: AttrType) -> AttrDef {
         case_exact: false,
         mutability: Mutability::ReadWrite,
         required: false,
+        returned: Returned::Default,
+        uniqueness: Uniqueness::None,
+        reference_types: &[],
+        canonical_values: &[],
+        description: "",
         sub_attributes: &[],
+    }
+}
+
+const fn about(description: &'static str, a: AttrDef) -> AttrDef {
+    AttrDef { description, ..a }
+}
+
+const fn unique(a: AttrDef) -> AttrDef {
+    AttrDef {
+        uniqueness: Uniqueness::Server,
+        ..a
+    }
+}
+
+const fn refs(reference_types: &'static [&'static str], a: AttrDef) -> AttrDef {
+    AttrDef {
+        reference_types,
+        ..a
+    }
+}
+
+const fn canonical(canonical_values: &'static [&'static str], a: AttrDef) -> AttrDef {
+    AttrDef {
+        canonical_values,
+        ..a
     }
 }
 
@@ -229,122 +284,208 @@ const META_SUBS: &[AttrDef] = &[
     read_only(exact(string("resourceType"))),
     read_only(exact(attr("created", AttrType::DateTime))),
     read_only(exact(attr("lastModified", AttrType::DateTime))),
-    read_only(exact(reference("location"))),
+    read_only(exact(refs(&["uri"], reference("location")))),
     read_only(exact(string("version"))),
 ];
 
-/// `emails`, `phoneNumbers`, `ims`, `entitlements`, `roles`.
+const EMAIL_SUBS: &[AttrDef] = &[
+    about("The email address.", string("value")),
+    about("A label for display.", string("display")),
+    canonical(&["work", "home", "other"], string("type")),
+    about("The primary address (at most one).", boolean("primary")),
+];
+
+const PHONE_SUBS: &[AttrDef] = &[
+    about("The phone number.", string("value")),
+    about("A label for display.", string("display")),
+    canonical(
+        &["work", "home", "mobile", "fax", "pager", "other"],
+        string("type"),
+    ),
+    about("The primary number (at most one).", boolean("primary")),
+];
+
+const IM_SUBS: &[AttrDef] = &[
+    about("The instant messaging address.", string("value")),
+    about("A label for display.", string("display")),
+    canonical(
+        &["aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"],
+        string("type"),
+    ),
+    about("The primary address (at most one).", boolean("primary")),
+];
+
+/// `entitlements`, `roles`: no canonical types.
 const TYPED_VALUE_SUBS: &[AttrDef] = &[
-    string("value"),
-    string("display"),
-    string("type"),
-    boolean("primary"),
+    about("The value.", string("value")),
+    about("A label for display.", string("display")),
+    about("A label for the value's function.", string("type")),
+    about("The primary value (at most one).", boolean("primary")),
 ];
 
 const PHOTO_SUBS: &[AttrDef] = &[
-    reference("value"),
-    string("display"),
-    string("type"),
-    boolean("primary"),
+    about(
+        "The URL of the image.",
+        refs(&["external"], reference("value")),
+    ),
+    about("A label for display.", string("display")),
+    canonical(&["photo", "thumbnail"], string("type")),
+    about("The primary photo (at most one).", boolean("primary")),
 ];
 
 const CERT_SUBS: &[AttrDef] = &[
-    attr("value", AttrType::Binary),
-    string("display"),
-    string("type"),
-    boolean("primary"),
+    about(
+        "A DER certificate, base64.",
+        attr("value", AttrType::Binary),
+    ),
+    about("A label for display.", string("display")),
+    about("A label for the certificate's function.", string("type")),
+    about("The primary certificate (at most one).", boolean("primary")),
 ];
 
 const NAME_SUBS: &[AttrDef] = &[
-    string("formatted"),
-    string("familyName"),
-    string("givenName"),
-    string("middleName"),
-    string("honorificPrefix"),
-    string("honorificSuffix"),
+    about("The full name, for display.", string("formatted")),
+    about("The family name.", string("familyName")),
+    about("The given name.", string("givenName")),
+    about("The middle name(s).", string("middleName")),
+    about("Honorific prefix, such as Ms.", string("honorificPrefix")),
+    about("Honorific suffix, such as III.", string("honorificSuffix")),
 ];
 
 const ADDRESS_SUBS: &[AttrDef] = &[
-    string("formatted"),
-    string("streetAddress"),
-    string("locality"),
-    string("region"),
-    string("postalCode"),
-    string("country"),
-    string("type"),
-    boolean("primary"),
+    about("The full address, for display.", string("formatted")),
+    about("The street address.", string("streetAddress")),
+    about("The city or locality.", string("locality")),
+    about("The state or region.", string("region")),
+    about("The zip or postal code.", string("postalCode")),
+    about("The country.", string("country")),
+    canonical(&["work", "home", "other"], string("type")),
+    about("The primary address (at most one).", boolean("primary")),
 ];
 
 /// A user's groups: computed from memberships, so read-only (RFC 7643 §4.1.2).
 const USER_GROUP_SUBS: &[AttrDef] = &[
-    read_only(string("value")),
-    read_only(reference("$ref")),
-    read_only(string("display")),
-    read_only(string("type")),
+    about("The group's id.", read_only(string("value"))),
+    about(
+        "The group's URI.",
+        read_only(refs(&["Group"], reference("$ref"))),
+    ),
+    about("The group's displayName.", read_only(string("display"))),
 ];
 
-/// Group members. `value` is required here (a member without an id means
-/// nothing); `display` is not in RFC 7643's Group schema listing but §4.2's
-/// prose and every IdP send it, so it is kept rather than dropped.
+/// Group members. `value` is required (a member without an id means
+/// nothing). `display` is the member's own label, set by the server when
+/// the member is added, so it is read-only: what a client sends is ignored.
 const MEMBER_SUBS: &[AttrDef] = &[
-    required(immutable(string("value"))),
-    immutable(reference("$ref")),
-    immutable(string("type")),
-    string("display"),
+    about(
+        "The id of a User or Group of this tenant.",
+        required(immutable(string("value"))),
+    ),
+    about(
+        "The member's URI.",
+        immutable(refs(&["User", "Group"], reference("$ref"))),
+    ),
+    about(
+        "User or Group (resolved by the server from the id).",
+        immutable(canonical(&["User", "Group"], string("type"))),
+    ),
+    about(
+        "The member's displayName (else userName) when it was added.",
+        read_only(string("display")),
+    ),
 ];
 
+/// The manager: kept as the client sent it (RFC 7643 §4.3 makes
+/// `displayName` read-only, but this server stores no user it could take
+/// it from, so it keeps the client's).
 const MANAGER_SUBS: &[AttrDef] = &[
-    string("value"),
-    reference("$ref"),
-    read_only(string("displayName")),
+    about("The manager's id.", string("value")),
+    about("The manager's URI.", refs(&["User"], reference("$ref"))),
+    about("The manager's displayName.", string("displayName")),
 ];
 
 const USER_ATTRS: &[AttrDef] = &[
-    read_only(exact(string("id"))),
-    exact(string("externalId")),
+    AttrDef {
+        returned: Returned::Always,
+        ..unique(read_only(exact(string("id"))))
+    },
+    unique(exact(string("externalId"))),
     read_only(complex("meta", META_SUBS)),
-    required(string("userName")),
-    complex("name", NAME_SUBS),
-    string("displayName"),
-    string("nickName"),
-    reference("profileUrl"),
-    string("title"),
-    string("userType"),
-    string("preferredLanguage"),
-    string("locale"),
-    string("timezone"),
-    boolean("active"),
+    about(
+        "Unique per tenant, compared case-insensitively.",
+        unique(required(string("userName"))),
+    ),
+    about("The user's name parts.", complex("name", NAME_SUBS)),
+    about("The name to display.", string("displayName")),
+    about("The casual name.", string("nickName")),
+    about(
+        "The user's online profile.",
+        refs(&["external"], reference("profileUrl")),
+    ),
+    about("The user's title.", string("title")),
+    about("The relationship to the organization.", string("userType")),
+    about(
+        "Preferred language (RFC 7231).",
+        string("preferredLanguage"),
+    ),
+    about("Default location (RFC 5646).", string("locale")),
+    about("Time zone (IANA).", string("timezone")),
+    about(
+        "Whether the user may sign in. Absent means what the client's auto_activate says.",
+        boolean("active"),
+    ),
     AttrDef {
         mutability: Mutability::WriteOnly,
+        returned: Returned::Never,
         ..string("password")
     },
-    multi("emails", TYPED_VALUE_SUBS),
-    multi("phoneNumbers", TYPED_VALUE_SUBS),
-    multi("ims", TYPED_VALUE_SUBS),
-    multi("photos", PHOTO_SUBS),
-    multi("addresses", ADDRESS_SUBS),
-    read_only(multi("groups", USER_GROUP_SUBS)),
-    multi("entitlements", TYPED_VALUE_SUBS),
-    multi("roles", TYPED_VALUE_SUBS),
-    multi("x509Certificates", CERT_SUBS),
+    about("Email addresses.", multi("emails", EMAIL_SUBS)),
+    about("Phone numbers.", multi("phoneNumbers", PHONE_SUBS)),
+    about("Instant messaging addresses.", multi("ims", IM_SUBS)),
+    about("Photo URLs.", multi("photos", PHOTO_SUBS)),
+    about("Postal addresses.", multi("addresses", ADDRESS_SUBS)),
+    about(
+        "The groups the user is a direct member of (computed).",
+        read_only(multi("groups", USER_GROUP_SUBS)),
+    ),
+    about("Entitlements.", multi("entitlements", TYPED_VALUE_SUBS)),
+    about(
+        "Roles as the client sent them (not the gateway role).",
+        multi("roles", TYPED_VALUE_SUBS),
+    ),
+    about("X.509 certificates.", multi("x509Certificates", CERT_SUBS)),
 ];
 
 const ENTERPRISE_ATTRS: &[AttrDef] = &[
-    string("employeeNumber"),
-    string("costCenter"),
-    string("organization"),
-    string("division"),
-    string("department"),
-    complex("manager", MANAGER_SUBS),
+    about("The employee number.", string("employeeNumber")),
+    about("The cost center.", string("costCenter")),
+    about("The organization.", string("organization")),
+    about("The division.", string("division")),
+    about("The department.", string("department")),
+    about("The user's manager.", complex("manager", MANAGER_SUBS)),
 ];
 
 const GROUP_ATTRS: &[AttrDef] = &[
-    read_only(exact(string("id"))),
-    exact(string("externalId")),
+    AttrDef {
+        returned: Returned::Always,
+        ..unique(read_only(exact(string("id"))))
+    },
+    unique(exact(string("externalId"))),
     read_only(complex("meta", META_SUBS)),
-    required(string("displayName")),
-    multi("members", MEMBER_SUBS),
+    about(
+        "Unique per tenant, compared case-insensitively.",
+        unique(required(string("displayName"))),
+    ),
+    about("Direct members.", multi("members", MEMBER_SUBS)),
 ];
+
+/// Attributes every resource has (RFC 7643 §3.1): published in no schema.
+pub const COMMON_ATTRIBUTES: &[&str] = &["id", "externalId", "meta"];
+
+/// The enterprise extension's attributes.
+pub fn enterprise_attributes() -> &'static [AttrDef] {
+    ENTERPRISE_ATTRS
+}
 
 #[cfg(test)]
 mod tests {

@@ -50,6 +50,13 @@ impl ScimError {
         Self::new(404, None, detail)
     }
 
+    /// The same error, its detail prefixed with where it was found
+    /// (`emails: value must be a string`).
+    pub fn within(mut self, context: &str) -> Self {
+        self.detail = format!("{context}: {}", self.detail);
+        self
+    }
+
     /// The response body: `status` is a string, as RFC 7644 requires.
     pub fn to_json(&self) -> Value {
         let mut v = json!({

@@ -1012,8 +1012,8 @@ fn value_eq(filter: &Filter) -> Option<String> {
 // ---------------------------------------------------------------------------
 
 /// One value of `def`'s type, in canonical form: `None` for null or
-/// nothing-present; booleans from `"True"`/`"False"` (Entra); numbers as
-/// strings for string attributes (`employeeNumber: 701984`); a bare string
+/// nothing-present; booleans from `"True"`/`"False"` (Entra); a number for
+/// a string attribute is `invalidValue`, never converted; a bare string
 /// as `{"value": s}` for complex attributes with a `value` (Entra's
 /// `manager`, a member id); complex values keep only known, writable
 /// sub-attributes under their canonical names.
@@ -1045,9 +1045,14 @@ fn coerce(def: &AttrDef, v: &Value) -> Result<Option<Value>, ScimError> {
                     out.insert(sub.name.to_string(), c);
                 }
             }
+            // A value that held only read-only or unknown sub-attributes
+            // (`{"display": "who?"}` as a member) still lacks what it needs.
+            if def.multi_valued && !o.is_empty() {
+                check_required_subs(def, &out)?;
+            }
             Value::Object(out)
         }
-        (AttrType::Complex, Value::String(_) | Value::Number(_)) if def.sub("value").is_some() => {
+        (AttrType::Complex, Value::String(_)) if def.sub("value").is_some() => {
             let mut out = Map::new();
             if let Some(sub) = def.sub("value") {
                 if let Some(c) = coerce(sub, v)? {
@@ -1058,7 +1063,8 @@ fn coerce(def: &AttrDef, v: &Value) -> Result<Option<Value>, ScimError> {
         }
         (AttrType::Complex, _) => return bad("an object"),
         (_, Value::String(s)) => Value::String(s.clone()),
-        (_, Value::Number(n)) => Value::String(n.to_string()),
+        // A number is not converted: a client sending one for a string
+        // attribute has mapped the wrong source attribute.
         (_, _) => return bad("a string"),
     };
     Ok(Some(out).filter(is_present))
@@ -1689,13 +1695,13 @@ mod tests {
         let p = ok(
             &user(),
             json!([{"op": "add", "value": {
-                ENTERPRISE: {"department": "Sales", "manager": {"value": "u-9", "displayName": "ignored"}},
+                ENTERPRISE: {"department": "Sales", "manager": {"value": "u-9", "displayName": "Ann Manager"}},
             }}]),
             User,
         );
         assert_eq!(
             p.resource[ENTERPRISE],
-            json!({"department": "Sales", "manager": {"value": "u-9"}})
+            json!({"department": "Sales", "manager": {"value": "u-9", "displayName": "Ann Manager"}})
         );
         // A path that is the extension URN itself works too.
         let p = ok(
@@ -1732,13 +1738,22 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_accepted_for_string_attributes() {
-        let p = ok(
-            &user(),
+    fn numbers_are_refused_for_string_attributes() {
+        // `PATCH replace userName 5` must not rename the user to "5".
+        for ops in [
             json!([{"op": "replace", "value": {format!("{ENTERPRISE}:employeeNumber"): 701984}}]),
-            User,
+            json!([{"op": "replace", "path": "userName", "value": 5}]),
+            json!([{"op": "add", "path": "emails", "value": [{"value": 7}]}]),
+        ] {
+            let e = err(&user(), ops.clone(), User);
+            assert_eq!(e.scim_type, Some("invalidValue"), "{ops}");
+        }
+        let e = err(
+            &group(&[]),
+            json!([{"op": "add", "path": "members", "value": [{"value": 9}]}]),
+            Group,
         );
-        assert_eq!(p.resource[ENTERPRISE]["employeeNumber"], "701984");
+        assert_eq!(e.scim_type, Some("invalidValue"));
     }
 
     #[test]
@@ -2258,7 +2273,8 @@ mod tests {
             Group,
         );
         assert_eq!(ids(&p.resource), ["u2", "23a35c27"]);
-        assert_eq!(p.resource["members"][1]["display"], "test.user@okta.local");
+        // `display` is the server's (the member's own label), not taken.
+        assert!(p.resource["members"][1].get("display").is_none());
         assert_eq!(p.members.added, strings(&["23a35c27"]));
         assert_eq!(p.members.removed, strings(&["89bb1940"]));
     }

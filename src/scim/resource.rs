@@ -7,6 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::attrs::ResourceKind;
 use super::ScimError;
 use crate::directory::{Address, Enterprise, Group, GroupRef, Manager, MultiValue, Name, User};
 
@@ -15,9 +16,26 @@ pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 
+/// Longest plain string attribute accepted, in bytes (`name.givenName`,
+/// `title`, `locale`, ...): far above what an IdP sends; it keeps a record
+/// and every webhook carrying it bounded.
+pub const MAX_STRING_LEN: usize = crate::directory::rules::MAX_VALUE_LEN;
+/// Longest reference (`profileUrl`, `photos.value`, `$ref`), in bytes.
+pub const MAX_REFERENCE_LEN: usize = 2048;
+/// Longest binary value (`x509Certificates.value`, base64 DER), in bytes.
+pub const MAX_BINARY_LEN: usize = 16 * 1024;
+/// Most values of one multi-valued user attribute (emails, roles, ...).
+pub const MAX_VALUES: usize = 100;
+
 fn put(obj: &mut Map<String, Value>, key: &str, v: &Option<String>) {
     if let Some(s) = v {
         obj.insert(key.to_string(), json!(s));
+    }
+}
+
+fn put_bool(obj: &mut Map<String, Value>, key: &str, v: Option<bool>) {
+    if let Some(b) = v {
+        obj.insert(key.to_string(), json!(b));
     }
 }
 
@@ -28,11 +46,9 @@ fn multi_to_json(values: &[MultiValue]) -> Value {
             .map(|m| {
                 let mut o = Map::new();
                 o.insert("value".into(), json!(m.value));
-                put(&mut o, "type", &m.kind);
                 put(&mut o, "display", &m.display);
-                if m.primary {
-                    o.insert("primary".into(), json!(true));
-                }
+                put(&mut o, "type", &m.kind);
+                put_bool(&mut o, "primary", m.primary);
                 Value::Object(o)
             })
             .collect(),
@@ -50,7 +66,9 @@ fn meta_json(kind: &str, location: String, meta: &crate::directory::Meta) -> Val
 }
 
 /// A user as SCIM JSON. `base` is the SCIM base URL (for `meta.location`
-/// and group `$ref`s); `groups` are the user's groups (computed).
+/// and group `$ref`s); `groups` are the user's groups (computed). Every
+/// attribute the client set comes back as it was set; nothing it did not
+/// set appears (a `primary` never sent, an `active` never sent).
 pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
     let mut o = Map::new();
     let mut schemas = vec![json!(USER_SCHEMA)];
@@ -64,8 +82,8 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
     if !u.name.is_empty() {
         let mut n = Map::new();
         put(&mut n, "formatted", &u.name.formatted);
-        put(&mut n, "givenName", &u.name.given_name);
         put(&mut n, "familyName", &u.name.family_name);
+        put(&mut n, "givenName", &u.name.given_name);
         put(&mut n, "middleName", &u.name.middle_name);
         put(&mut n, "honorificPrefix", &u.name.honorific_prefix);
         put(&mut n, "honorificSuffix", &u.name.honorific_suffix);
@@ -79,15 +97,18 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
     put(&mut o, "preferredLanguage", &u.preferred_language);
     put(&mut o, "locale", &u.locale);
     put(&mut o, "timezone", &u.timezone);
-    o.insert("active".into(), json!(u.active));
-    if !u.emails.is_empty() {
-        o.insert("emails".into(), multi_to_json(&u.emails));
+    if !u.active_unset {
+        o.insert("active".into(), json!(u.active));
     }
-    if !u.phone_numbers.is_empty() {
-        o.insert("phoneNumbers".into(), multi_to_json(&u.phone_numbers));
-    }
-    if !u.roles.is_empty() {
-        o.insert("roles".into(), multi_to_json(&u.roles));
+    for (key, values) in [
+        ("emails", &u.emails),
+        ("phoneNumbers", &u.phone_numbers),
+        ("ims", &u.ims),
+        ("photos", &u.photos),
+    ] {
+        if !values.is_empty() {
+            o.insert(key.into(), multi_to_json(values));
+        }
     }
     if !u.addresses.is_empty() {
         let list: Vec<Value> = u
@@ -102,9 +123,7 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
                 put(&mut m, "postalCode", &a.postal_code);
                 put(&mut m, "country", &a.country);
                 put(&mut m, "type", &a.kind);
-                if a.primary {
-                    m.insert("primary".into(), json!(true));
-                }
+                put_bool(&mut m, "primary", a.primary);
                 Value::Object(m)
             })
             .collect();
@@ -112,6 +131,15 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
     }
     if !groups.is_empty() {
         o.insert("groups".into(), groups_json(groups, base));
+    }
+    for (key, values) in [
+        ("entitlements", &u.entitlements),
+        ("roles", &u.roles),
+        ("x509Certificates", &u.x509_certificates),
+    ] {
+        if !values.is_empty() {
+            o.insert(key.into(), multi_to_json(values));
+        }
     }
     if !u.enterprise.is_empty() {
         let e = &u.enterprise;
@@ -124,6 +152,7 @@ pub fn user_to_json(u: &User, groups: &[GroupRef], base: &str) -> Value {
         if let Some(mg) = &e.manager {
             let mut mm = Map::new();
             put(&mut mm, "value", &mg.value);
+            put(&mut mm, "$ref", &mg.reference);
             put(&mut mm, "displayName", &mg.display_name);
             m.insert("manager".into(), Value::Object(mm));
         }
@@ -187,14 +216,75 @@ fn get<'a>(o: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     })
 }
 
-fn string(o: &Map<String, Value>, key: &str) -> Result<Option<String>, ScimError> {
+/// What a string attribute may hold, beyond being a JSON string.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Text {
+    /// An identifier (userName, externalId, ids, email and member values,
+    /// a Group's displayName): no control character at all.
+    Identifier,
+    /// Free text (names, titles, a formatted address may span lines): no
+    /// control character but tab, CR and LF.
+    Plain,
+    /// A URI (`profileUrl`, `photos.value`, `$ref`).
+    Reference,
+    /// Base64 (`x509Certificates.value`).
+    Binary,
+}
+
+impl Text {
+    fn limit(self) -> usize {
+        match self {
+            Self::Identifier | Self::Plain => MAX_STRING_LEN,
+            Self::Reference => MAX_REFERENCE_LEN,
+            Self::Binary => MAX_BINARY_LEN,
+        }
+    }
+}
+
+/// Refuses a string attribute's value that is too long or holds a control
+/// character it may not (U+0000 never).
+fn check_text(key: &str, s: &str, text: Text) -> Result<(), ScimError> {
+    if s.len() > text.limit() {
+        return Err(ScimError::invalid_value(format!(
+            "{key} is longer than {} bytes",
+            text.limit()
+        )));
+    }
+    let allowed = |c: char| text == Text::Plain && matches!(c, '\t' | '\n' | '\r');
+    if s.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(ScimError::invalid_value(format!(
+            "{key} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// A string attribute: a JSON string (never a number, a boolean or an
+/// object: a client sending one has mapped the wrong attribute), or
+/// absent/`null`.
+fn string(o: &Map<String, Value>, key: &str, text: Text) -> Result<Option<String>, ScimError> {
     match get(o, key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::String(s)) => {
+            check_text(key, s, text)?;
+            Ok(Some(s.clone()))
+        }
         Some(other) => Err(ScimError::invalid_value(format!(
-            "{key} must be a string, not {other}"
+            "{key} must be a string, not {}",
+            kind_of(other)
         ))),
+    }
+}
+
+/// The JSON type of a value, for error messages that do not echo it back.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -205,162 +295,318 @@ pub fn boolean(v: &Value, key: &str) -> Result<bool, ScimError> {
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
         other => Err(ScimError::invalid_value(format!(
-            "{key} must be a boolean, not {other}"
+            "{key} must be a boolean, not {}",
+            kind_of(other)
         ))),
     }
 }
 
-fn multi_from_json(o: &Map<String, Value>, key: &str) -> Result<Vec<MultiValue>, ScimError> {
-    let Some(v) = get(o, key) else {
-        return Ok(Vec::new());
-    };
-    let Value::Array(items) = v else {
-        if v.is_null() {
-            return Ok(Vec::new());
-        }
-        return Err(ScimError::invalid_value(format!("{key} must be an array")));
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let Value::Object(m) = item else {
-            return Err(ScimError::invalid_value(format!(
-                "{key} entries must be objects"
-            )));
-        };
-        let Some(value) = string(m, "value")? else {
-            continue;
-        };
-        out.push(MultiValue {
-            value,
-            kind: string(m, "type")?,
-            primary: get(m, "primary")
-                .map(|p| boolean(p, "primary"))
-                .transpose()?
-                .unwrap_or(false),
-            display: string(m, "display")?,
-        });
+fn optional_bool(o: &Map<String, Value>, key: &str) -> Result<Option<bool>, ScimError> {
+    match get(o, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => boolean(v, key).map(Some),
     }
+}
+
+/// A complex attribute: an object, or absent/`null`.
+fn object<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, ScimError> {
+    match get(o, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(other) => Err(ScimError::invalid_value(format!(
+            "{key} must be an object, not {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// A multi-valued attribute: an array of objects (empty when absent).
+fn elements<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Vec<&'a Map<String, Value>>, ScimError> {
+    let items = match get(o, key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "{key} must be an array, not {}",
+                kind_of(other)
+            )))
+        }
+    };
+    if items.len() > MAX_VALUES {
+        return Err(ScimError::invalid_value(format!(
+            "{key} has more than {MAX_VALUES} values"
+        )));
+    }
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Object(m) => Ok(m),
+            other => Err(ScimError::invalid_value(format!(
+                "{key} values must be objects, not {}",
+                kind_of(other)
+            ))),
+        })
+        .collect()
+}
+
+/// RFC 7643 §2.4: `primary: true` appears at most once per attribute.
+fn one_primary(key: &str, primaries: impl Iterator<Item = Option<bool>>) -> Result<(), ScimError> {
+    if primaries.filter(|p| *p == Some(true)).count() > 1 {
+        return Err(ScimError::invalid_value(format!(
+            "more than one {key} value is primary"
+        )));
+    }
+    Ok(())
+}
+
+/// A multi-valued attribute of `value`/`display`/`type`/`primary` values.
+/// `value_text` is what `value` holds. A value without `value` means
+/// nothing and is left out (a PATCH that removed a value's `value` leaves
+/// such a husk behind).
+fn multi_from_json(
+    o: &Map<String, Value>,
+    key: &str,
+    value_text: Text,
+) -> Result<Vec<MultiValue>, ScimError> {
+    let mut out = Vec::new();
+    for m in elements(o, key)? {
+        let element = || -> Result<Option<MultiValue>, ScimError> {
+            let Some(value) = string(m, "value", value_text)? else {
+                return Ok(None);
+            };
+            Ok(Some(MultiValue {
+                value,
+                kind: string(m, "type", Text::Plain)?,
+                primary: optional_bool(m, "primary")?,
+                display: string(m, "display", Text::Plain)?,
+            }))
+        };
+        out.extend(element().map_err(|e| e.within(key))?);
+    }
+    one_primary(key, out.iter().map(|m| m.primary))?;
     Ok(out)
 }
 
-/// A user from a POST/PUT body. Unknown attributes are ignored; read-only
-/// ones (`id`, `meta`, `groups`) are not taken from the client.
-pub fn user_from_json(v: &Value) -> Result<User, ScimError> {
+/// Refuses a `schemas` that is not an array of this resource's URNs: the
+/// core schema must be listed, and nothing this gateway does not serve
+/// (a Group URN on a User, an extension it does not know, which would
+/// otherwise be silently dropped). An absent `schemas` is tolerated, as
+/// some clients omit it on writes.
+fn check_schemas(o: &Map<String, Value>, kind: ResourceKind) -> Result<(), ScimError> {
+    let list = match get(o, "schemas") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(ScimError::invalid_syntax(format!(
+                "schemas must be an array of schema URNs, not {}",
+                kind_of(other)
+            )))
+        }
+    };
+    let mut core = false;
+    for urn in list {
+        let Value::String(urn) = urn else {
+            return Err(ScimError::invalid_syntax(format!(
+                "schemas must hold schema URNs (strings), not {}",
+                kind_of(urn)
+            )));
+        };
+        if kind.is_core_schema(urn) {
+            core = true;
+        } else if kind.extension_attributes(urn).is_none() {
+            return Err(ScimError::invalid_value(format!(
+                "schema {urn:?} is not served for a {kind:?}; this server knows {}",
+                std::iter::once(kind.core_schema())
+                    .chain(kind.extensions().iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    if !core {
+        return Err(ScimError::invalid_value(format!(
+            "schemas must include {}",
+            kind.core_schema()
+        )));
+    }
+    Ok(())
+}
+
+fn enterprise_from_json(o: &Map<String, Value>) -> Result<Enterprise, ScimError> {
+    let Some(e) = object(o, ENTERPRISE_SCHEMA)? else {
+        return Ok(Enterprise::default());
+    };
+    let manager = match get(e, "manager") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(Manager {
+            value: string(m, "value", Text::Identifier)?,
+            reference: string(m, "$ref", Text::Reference)?,
+            display_name: string(m, "displayName", Text::Plain)?,
+        }),
+        // Entra sends the manager id as a plain string.
+        Some(Value::String(s)) => {
+            check_text("manager", s, Text::Identifier)?;
+            Some(Manager {
+                value: Some(s.clone()),
+                ..Manager::default()
+            })
+        }
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "manager must be an object, not {}",
+                kind_of(other)
+            )))
+        }
+    }
+    .filter(|m| *m != Manager::default());
+    Ok(Enterprise {
+        employee_number: string(e, "employeeNumber", Text::Plain)?,
+        cost_center: string(e, "costCenter", Text::Plain)?,
+        organization: string(e, "organization", Text::Plain)?,
+        division: string(e, "division", Text::Plain)?,
+        department: string(e, "department", Text::Plain)?,
+        manager,
+    })
+}
+
+/// A user from a POST/PUT body (or a patched representation). Unknown
+/// attributes are ignored; read-only ones (`id`, `meta`, `groups`) are not
+/// taken from the client, nor is `password` (the gateway keeps none).
+/// Values of the wrong type, over-long strings and control characters are
+/// refused, never converted. An absent `active` is returned as
+/// `active_unset` with `active = absent_active` (the client's
+/// `auto_activate`): a value the client sends always wins.
+pub fn user_from_json(v: &Value, absent_active: bool) -> Result<User, ScimError> {
     let Value::Object(o) = v else {
         return Err(ScimError::invalid_syntax("a User must be a JSON object"));
     };
-    let user_name = string(o, "userName")?
+    check_schemas(o, ResourceKind::User)?;
+    let user_name = string(o, "userName", Text::Identifier)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
-    let name = match get(o, "name") {
-        Some(Value::Object(n)) => Name {
-            formatted: string(n, "formatted")?,
-            given_name: string(n, "givenName")?,
-            family_name: string(n, "familyName")?,
-            middle_name: string(n, "middleName")?,
-            honorific_prefix: string(n, "honorificPrefix")?,
-            honorific_suffix: string(n, "honorificSuffix")?,
-        },
-        None | Some(Value::Null) => Name::default(),
-        Some(_) => return Err(ScimError::invalid_value("name must be an object")),
-    };
-    let addresses = match get(o, "addresses") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_object())
-            .map(|a| {
-                Ok(Address {
-                    formatted: string(a, "formatted")?,
-                    street_address: string(a, "streetAddress")?,
-                    locality: string(a, "locality")?,
-                    region: string(a, "region")?,
-                    postal_code: string(a, "postalCode")?,
-                    country: string(a, "country")?,
-                    kind: string(a, "type")?,
-                    primary: get(a, "primary")
-                        .map(|p| boolean(p, "primary"))
-                        .transpose()?
-                        .unwrap_or(false),
-                })
+    let name = match object(o, "name")? {
+        Some(n) => (|| -> Result<Name, ScimError> {
+            Ok(Name {
+                formatted: string(n, "formatted", Text::Plain)?,
+                given_name: string(n, "givenName", Text::Plain)?,
+                family_name: string(n, "familyName", Text::Plain)?,
+                middle_name: string(n, "middleName", Text::Plain)?,
+                honorific_prefix: string(n, "honorificPrefix", Text::Plain)?,
+                honorific_suffix: string(n, "honorificSuffix", Text::Plain)?,
             })
-            .collect::<Result<Vec<_>, ScimError>>()?,
-        _ => Vec::new(),
+        })()
+        .map_err(|e| e.within("name"))?,
+        None => Name::default(),
     };
-    let enterprise = match get(o, ENTERPRISE_SCHEMA) {
-        Some(Value::Object(e)) => Enterprise {
-            employee_number: string(e, "employeeNumber")?,
-            cost_center: string(e, "costCenter")?,
-            organization: string(e, "organization")?,
-            division: string(e, "division")?,
-            department: string(e, "department")?,
-            manager: match get(e, "manager") {
-                Some(Value::Object(m)) => Some(Manager {
-                    value: string(m, "value")?,
-                    display_name: string(m, "displayName")?,
-                }),
-                // Some clients send the manager id as a plain string.
-                Some(Value::String(s)) => Some(Manager {
-                    value: Some(s.clone()),
-                    display_name: None,
-                }),
-                _ => None,
-            },
-        },
-        _ => Enterprise::default(),
-    };
+    let addresses = elements(o, "addresses")?
+        .into_iter()
+        .map(|a| {
+            (|| -> Result<Address, ScimError> {
+                Ok(Address {
+                    formatted: string(a, "formatted", Text::Plain)?,
+                    street_address: string(a, "streetAddress", Text::Plain)?,
+                    locality: string(a, "locality", Text::Plain)?,
+                    region: string(a, "region", Text::Plain)?,
+                    postal_code: string(a, "postalCode", Text::Plain)?,
+                    country: string(a, "country", Text::Plain)?,
+                    kind: string(a, "type", Text::Plain)?,
+                    primary: optional_bool(a, "primary")?,
+                })
+            })()
+            .map_err(|e| e.within("addresses"))
+        })
+        .collect::<Result<Vec<_>, ScimError>>()?
+        .into_iter()
+        .filter(|a| *a != Address::default())
+        .collect::<Vec<_>>();
+    one_primary("addresses", addresses.iter().map(|a| a.primary))?;
+    let active = optional_bool(o, "active")?;
     Ok(User {
-        external_id: string(o, "externalId")?,
+        external_id: string(o, "externalId", Text::Identifier)?,
         user_name,
         name,
-        display_name: string(o, "displayName")?,
-        nick_name: string(o, "nickName")?,
-        profile_url: string(o, "profileUrl")?,
-        title: string(o, "title")?,
-        user_type: string(o, "userType")?,
-        preferred_language: string(o, "preferredLanguage")?,
-        locale: string(o, "locale")?,
-        timezone: string(o, "timezone")?,
-        active: get(o, "active")
-            .map(|a| boolean(a, "active"))
-            .transpose()?
-            .unwrap_or(true),
-        emails: multi_from_json(o, "emails")?,
-        phone_numbers: multi_from_json(o, "phoneNumbers")?,
+        display_name: string(o, "displayName", Text::Plain)?,
+        nick_name: string(o, "nickName", Text::Plain)?,
+        profile_url: string(o, "profileUrl", Text::Reference)?,
+        title: string(o, "title", Text::Plain)?,
+        user_type: string(o, "userType", Text::Plain)?,
+        preferred_language: string(o, "preferredLanguage", Text::Plain)?,
+        locale: string(o, "locale", Text::Plain)?,
+        timezone: string(o, "timezone", Text::Plain)?,
+        active: active.unwrap_or(absent_active),
+        active_unset: active.is_none(),
+        emails: multi_from_json(o, "emails", Text::Identifier)?,
+        phone_numbers: multi_from_json(o, "phoneNumbers", Text::Plain)?,
+        ims: multi_from_json(o, "ims", Text::Plain)?,
+        photos: multi_from_json(o, "photos", Text::Reference)?,
         addresses,
-        roles: multi_from_json(o, "roles")?,
-        enterprise,
+        entitlements: multi_from_json(o, "entitlements", Text::Plain)?,
+        roles: multi_from_json(o, "roles", Text::Plain)?,
+        x509_certificates: multi_from_json(o, "x509Certificates", Text::Binary)?,
+        enterprise: enterprise_from_json(o)?,
         ..User::default()
     })
 }
 
-/// A group and the member ids asked for, from a POST/PUT body.
+/// A group and the member ids asked for, from a POST/PUT body. Okta and
+/// Entra send memberships in the body of a POST or PUT as well as in PATCH.
+/// Member `display` and `$ref` are not taken: the server shows each
+/// member's own label and URI.
 pub fn group_from_json(v: &Value) -> Result<(Group, Vec<String>), ScimError> {
     let Value::Object(o) = v else {
         return Err(ScimError::invalid_syntax("a Group must be a JSON object"));
     };
-    let display_name = string(o, "displayName")?
+    check_schemas(o, ResourceKind::Group)?;
+    let display_name = string(o, "displayName", Text::Identifier)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ScimError::invalid_value("displayName is required"))?;
     let mut members = Vec::new();
-    if let Some(Value::Array(items)) = get(o, "members") {
-        for item in items {
-            match item
-                .as_object()
-                .map(|m| string(m, "value"))
-                .transpose()?
-                .flatten()
-            {
-                Some(id) if !members.contains(&id) => members.push(id),
-                Some(_) => {}
-                None => return Err(ScimError::invalid_value("every member needs a value")),
+    let items = match get(o, "members") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(other) => {
+            return Err(ScimError::invalid_value(format!(
+                "members must be an array, not {}",
+                kind_of(other)
+            )))
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        let Value::Object(m) = item else {
+            return Err(ScimError::invalid_value(format!(
+                "members values must be objects, not {}",
+                kind_of(item)
+            )));
+        };
+        let id = string(m, "value", Text::Identifier)?
+            .ok_or_else(|| ScimError::invalid_value("every member needs a value"))?;
+        match string(m, "type", Text::Plain)?.as_deref() {
+            None => {}
+            Some(t) if t.eq_ignore_ascii_case("User") || t.eq_ignore_ascii_case("Group") => {}
+            Some(t) => {
+                return Err(ScimError::invalid_value(format!(
+                    "member type {t:?} is neither User nor Group"
+                )))
             }
+        }
+        string(m, "$ref", Text::Reference)?;
+        string(m, "display", Text::Plain)?;
+        if seen.insert(id.clone()) {
+            members.push(id);
         }
     }
     let group = Group {
         display_name,
-        external_id: string(o, "externalId")?,
+        external_id: string(o, "externalId", Text::Identifier)?,
         ..Group::default()
     };
     Ok((group, members))
@@ -511,7 +757,7 @@ mod tests {
             emails: vec![MultiValue {
                 value: "ann@example.com".into(),
                 kind: Some("work".into()),
-                primary: true,
+                primary: Some(true),
                 display: None,
             }],
             enterprise: Enterprise {
@@ -535,7 +781,7 @@ mod tests {
         assert_eq!(v[ENTERPRISE_SCHEMA]["department"], "R&D");
         assert_eq!(v["meta"]["resourceType"], "User");
         assert_eq!(v["meta"]["location"], "https://gw/scim/v2/Users/u1");
-        let back = user_from_json(&v).unwrap();
+        let back = user_from_json(&v, true).unwrap();
         assert_eq!(back.user_name, "ann@example.com");
         assert_eq!(back.emails, sample_user().emails);
         assert_eq!(back.enterprise.department.as_deref(), Some("R&D"));
@@ -545,25 +791,27 @@ mod tests {
     #[test]
     fn entra_string_booleans_and_case_insensitive_names_are_accepted() {
         let v = json!({"UserName": "x@y", "Active": "False", "emails": [{"value": "x@y", "primary": "True"}], "unknownAttr": 1});
-        let u = user_from_json(&v).unwrap();
+        let u = user_from_json(&v, true).unwrap();
         assert!(!u.active);
-        assert!(u.emails[0].primary);
+        assert_eq!(u.emails[0].primary, Some(true));
     }
 
     #[test]
     fn refuses_missing_user_name_and_wrong_types() {
         assert_eq!(
-            user_from_json(&json!({"name": {}})).unwrap_err().scim_type,
-            Some("invalidValue")
-        );
-        assert_eq!(
-            user_from_json(&json!({"userName": "a", "active": 3}))
+            user_from_json(&json!({"name": {}}), true)
                 .unwrap_err()
                 .scim_type,
             Some("invalidValue")
         );
         assert_eq!(
-            user_from_json(&json!([1])).unwrap_err().scim_type,
+            user_from_json(&json!({"userName": "a", "active": 3}), true)
+                .unwrap_err()
+                .scim_type,
+            Some("invalidValue")
+        );
+        assert_eq!(
+            user_from_json(&json!([1]), true).unwrap_err().scim_type,
             Some("invalidSyntax")
         );
     }

@@ -5,6 +5,10 @@
 
 use serde_json::{json, Value};
 
+use super::attrs::{
+    enterprise_attributes, AttrDef, AttrType, Mutability, ResourceKind, Returned, Uniqueness,
+    COMMON_ATTRIBUTES,
+};
 use super::resource::{ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 
 /// Largest page returned for a list or filter.
@@ -47,234 +51,98 @@ pub fn resource_types(base: &str) -> Vec<Value> {
     ]
 }
 
-/// One attribute definition. `flags`: r = required, x = caseExact,
-/// m = multiValued; `mutability`, `returned`, `uniqueness` as in RFC 7643.
-fn attr(
-    name: &str,
-    kind: &str,
-    flags: &str,
-    mutability: &str,
-    returned: &str,
-    uniqueness: &str,
-    sub: Vec<Value>,
-) -> Value {
-    let mut a = json!({
-        "name": name,
-        "type": kind,
-        "multiValued": flags.contains('m'),
-        "description": name,
-        "required": flags.contains('r'),
-        "caseExact": flags.contains('x'),
+/// Attributes accepted but not published: the gateway keeps no password,
+/// so `password` is ignored on writes rather than advertised.
+const UNPUBLISHED: &[&str] = &["password"];
+
+/// One attribute definition as RFC 7643 §7 publishes it, rendered from the
+/// table the cores act on (`scim::attrs`), so what `/Schemas` says about
+/// mutability, returned, uniqueness and caseExact is what the server does.
+fn render(a: &AttrDef) -> Value {
+    let ty = match a.ty {
+        AttrType::String => "string",
+        AttrType::Boolean => "boolean",
+        AttrType::DateTime => "dateTime",
+        AttrType::Reference => "reference",
+        AttrType::Binary => "binary",
+        AttrType::Complex => "complex",
+    };
+    let mutability = match a.mutability {
+        Mutability::ReadOnly => "readOnly",
+        Mutability::ReadWrite => "readWrite",
+        Mutability::Immutable => "immutable",
+        Mutability::WriteOnly => "writeOnly",
+    };
+    let returned = match a.returned {
+        Returned::Always => "always",
+        Returned::Default => "default",
+        Returned::Never => "never",
+    };
+    let uniqueness = match a.uniqueness {
+        Uniqueness::None => "none",
+        Uniqueness::Server => "server",
+    };
+    let mut v = json!({
+        "name": a.name,
+        "type": ty,
+        "multiValued": a.multi_valued,
+        "description": if a.description.is_empty() { a.name } else { a.description },
+        "required": a.required,
+        "caseExact": a.case_exact,
         "mutability": mutability,
         "returned": returned,
         "uniqueness": uniqueness,
     });
-    if !sub.is_empty() {
-        a["subAttributes"] = Value::Array(sub);
+    if a.ty == AttrType::Reference {
+        v["referenceTypes"] = json!(a.reference_types);
     }
-    if kind == "reference" {
-        a["referenceTypes"] = json!(["User", "Group", "external"]);
+    if !a.canonical_values.is_empty() {
+        v["canonicalValues"] = json!(a.canonical_values);
     }
-    a
+    if !a.sub_attributes.is_empty() {
+        v["subAttributes"] = Value::Array(a.sub_attributes.iter().map(render).collect());
+    }
+    v
 }
 
-fn s(name: &str) -> Value {
-    attr(name, "string", "", "readWrite", "default", "none", vec![])
-}
-
-fn multi(name: &str) -> Value {
-    attr(
-        name,
-        "complex",
-        "m",
-        "readWrite",
-        "default",
-        "none",
-        vec![
-            s("value"),
-            s("display"),
-            s("type"),
-            attr(
-                "primary",
-                "boolean",
-                "",
-                "readWrite",
-                "default",
-                "none",
-                vec![],
-            ),
-        ],
-    )
+fn schema(id: &str, name: &str, description: &str, attrs: &[AttrDef]) -> Value {
+    let attributes: Vec<Value> = attrs
+        .iter()
+        .filter(|a| !COMMON_ATTRIBUTES.contains(&a.name) && !UNPUBLISHED.contains(&a.name))
+        .map(render)
+        .collect();
+    json!({
+        "id": id, "name": name, "description": description,
+        "attributes": attributes,
+        "meta": {"resourceType": "Schema", "location": format!("/Schemas/{id}")}
+    })
 }
 
 pub fn user_schema() -> Value {
-    let name = attr(
-        "name",
-        "complex",
-        "",
-        "readWrite",
-        "default",
-        "none",
-        vec![
-            s("formatted"),
-            s("familyName"),
-            s("givenName"),
-            s("middleName"),
-            s("honorificPrefix"),
-            s("honorificSuffix"),
-        ],
-    );
-    let addresses = attr(
-        "addresses",
-        "complex",
-        "m",
-        "readWrite",
-        "default",
-        "none",
-        vec![
-            s("formatted"),
-            s("streetAddress"),
-            s("locality"),
-            s("region"),
-            s("postalCode"),
-            s("country"),
-            s("type"),
-            attr(
-                "primary",
-                "boolean",
-                "",
-                "readWrite",
-                "default",
-                "none",
-                vec![],
-            ),
-        ],
-    );
-    let groups = attr(
-        "groups",
-        "complex",
-        "m",
-        "readOnly",
-        "default",
-        "none",
-        vec![
-            attr("value", "string", "", "readOnly", "default", "none", vec![]),
-            attr(
-                "$ref",
-                "reference",
-                "",
-                "readOnly",
-                "default",
-                "none",
-                vec![],
-            ),
-            attr(
-                "display",
-                "string",
-                "",
-                "readOnly",
-                "default",
-                "none",
-                vec![],
-            ),
-        ],
-    );
-    json!({
-        "id": USER_SCHEMA, "name": "User", "description": "User Account",
-        "attributes": [
-            attr("userName", "string", "r", "readWrite", "default", "server", vec![]),
-            name,
-            s("displayName"), s("nickName"),
-            attr("profileUrl", "reference", "", "readWrite", "default", "none", vec![]),
-            s("title"), s("userType"), s("preferredLanguage"), s("locale"), s("timezone"),
-            attr("active", "boolean", "", "readWrite", "default", "none", vec![]),
-            multi("emails"), multi("phoneNumbers"), addresses, groups, multi("roles"),
-        ],
-        "meta": {"resourceType": "Schema", "location": format!("/Schemas/{USER_SCHEMA}")}
-    })
+    schema(
+        USER_SCHEMA,
+        "User",
+        "User Account",
+        ResourceKind::User.core_attributes(),
+    )
 }
 
 pub fn enterprise_schema() -> Value {
-    let manager = attr(
-        "manager",
-        "complex",
-        "",
-        "readWrite",
-        "default",
-        "none",
-        vec![
-            s("value"),
-            attr(
-                "$ref",
-                "reference",
-                "",
-                "readWrite",
-                "default",
-                "none",
-                vec![],
-            ),
-            attr(
-                "displayName",
-                "string",
-                "",
-                "readOnly",
-                "default",
-                "none",
-                vec![],
-            ),
-        ],
-    );
-    json!({
-        "id": ENTERPRISE_SCHEMA, "name": "EnterpriseUser", "description": "Enterprise User",
-        "attributes": [s("employeeNumber"), s("costCenter"), s("organization"), s("division"), s("department"), manager],
-        "meta": {"resourceType": "Schema", "location": format!("/Schemas/{ENTERPRISE_SCHEMA}")}
-    })
+    schema(
+        ENTERPRISE_SCHEMA,
+        "EnterpriseUser",
+        "Enterprise User",
+        enterprise_attributes(),
+    )
 }
 
 pub fn group_schema() -> Value {
-    let members = attr(
-        "members",
-        "complex",
-        "m",
-        "readWrite",
-        "default",
-        "none",
-        vec![
-            attr(
-                "value",
-                "string",
-                "x",
-                "immutable",
-                "default",
-                "none",
-                vec![],
-            ),
-            attr(
-                "$ref",
-                "reference",
-                "",
-                "immutable",
-                "default",
-                "none",
-                vec![],
-            ),
-            attr("type", "string", "", "immutable", "default", "none", vec![]),
-            attr(
-                "display",
-                "string",
-                "",
-                "readOnly",
-                "default",
-                "none",
-                vec![],
-            ),
-        ],
-    );
-    json!({
-        "id": GROUP_SCHEMA, "name": "Group", "description": "Group",
-        "attributes": [attr("displayName", "string", "r", "readWrite", "default", "server", vec![]), members],
-        "meta": {"resourceType": "Schema", "location": format!("/Schemas/{GROUP_SCHEMA}")}
-    })
+    schema(
+        GROUP_SCHEMA,
+        "Group",
+        "Group",
+        ResourceKind::Group.core_attributes(),
+    )
 }
 
 /// Every schema, each with the common `schemas` attribute set.

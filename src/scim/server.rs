@@ -248,6 +248,15 @@ async fn serve(
             return (resp, name, Some("rate limit exceeded".into()));
         }
     }
+    let target_len = req.path.len() + req.query.as_ref().map_or(0, |q| q.len() + 1);
+    if target_len > MAX_URL_LEN {
+        let e = ScimError::new(
+            414,
+            None,
+            format!("the request URL is longer than {MAX_URL_LEN} bytes"),
+        );
+        return (error(&e), name, Some(e.detail));
+    }
     let sub = req.path[scim.base_path.len()..].trim_end_matches('/');
     let segs: Vec<&str> = sub.split('/').filter(|s| !s.is_empty()).collect();
     let ctx = Ctx {
@@ -303,20 +312,32 @@ async fn route(
             .find(|s| s["id"] == *id)
             .map(|s| respond(200, &s))
             .ok_or_else(|| ScimError::not_found("no such schema")),
-        ("GET", ["Users"]) => {
-            ctx.list(ResourceKind::User, &Query::from_query(req.query.as_deref()))
+        ("GET", []) => {
+            ctx.list(&ALL_KINDS, &Query::from_query(req.query.as_deref())?)
                 .await
+        }
+        ("POST", [".search"]) => {
+            let b = parse_body(req)?;
+            ctx.list(&ALL_KINDS, &Query::from_search(&b)?).await
+        }
+        ("GET", ["Users"]) => {
+            ctx.list(
+                &[ResourceKind::User],
+                &Query::from_query(req.query.as_deref())?,
+            )
+            .await
         }
         ("POST", ["Users", ".search"]) => {
             let b = parse_body(req)?;
-            ctx.list(ResourceKind::User, &Query::from_search(&b)).await
+            ctx.list(&[ResourceKind::User], &Query::from_search(&b)?)
+                .await
         }
         ("POST", ["Users"]) => {
             let b = parse_body(req)?;
             ctx.create_user(&b).await
         }
         ("GET", ["Users", id]) => {
-            ctx.get_user(id, &Query::from_query(req.query.as_deref()))
+            ctx.get_user(id, &Query::from_query(req.query.as_deref())?)
                 .await
         }
         ("PUT", ["Users", id]) => {
@@ -330,21 +351,22 @@ async fn route(
         ("DELETE", ["Users", id]) => ctx.delete_user(id).await,
         ("GET", ["Groups"]) => {
             ctx.list(
-                ResourceKind::Group,
-                &Query::from_query(req.query.as_deref()),
+                &[ResourceKind::Group],
+                &Query::from_query(req.query.as_deref())?,
             )
             .await
         }
         ("POST", ["Groups", ".search"]) => {
             let b = parse_body(req)?;
-            ctx.list(ResourceKind::Group, &Query::from_search(&b)).await
+            ctx.list(&[ResourceKind::Group], &Query::from_search(&b)?)
+                .await
         }
         ("POST", ["Groups"]) => {
             let b = parse_body(req)?;
             ctx.create_group(&b).await
         }
         ("GET", ["Groups", id]) => {
-            ctx.get_group(id, &Query::from_query(req.query.as_deref()))
+            ctx.get_group(id, &Query::from_query(req.query.as_deref())?)
                 .await
         }
         ("PUT", ["Groups", id]) => {
@@ -356,13 +378,16 @@ async fn route(
             ctx.patch_group(id, &b, if_match(req)).await
         }
         ("DELETE", ["Groups", id]) => ctx.delete_group(id).await,
-        (_, ["Users" | "Groups" | "Schemas" | "ResourceTypes" | "ServiceProviderConfig", ..]) => {
-            Err(ScimError::new(
-                405,
-                None,
-                "method not allowed on this endpoint",
-            ))
-        }
+        (
+            _,
+            []
+            | [".search"]
+            | ["Users" | "Groups" | "Schemas" | "ResourceTypes" | "ServiceProviderConfig", ..],
+        ) => Err(ScimError::new(
+            405,
+            None,
+            "method not allowed on this endpoint",
+        )),
         _ => Err(ScimError::not_found("no such SCIM endpoint")),
     }
 }
@@ -395,6 +420,9 @@ fn if_match(req: &LocalRequest) -> Option<u64> {
         .ok()
 }
 
+/// The schema of a `.search` request body (RFC 7644 §3.4.3).
+pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
 /// List parameters (RFC 7644 §3.4.2), from a query string or a `.search` body.
 #[derive(Default)]
 struct Query {
@@ -414,47 +442,120 @@ fn csv(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// `startIndex`/`count` must be integers: a value that is not one is
+/// refused rather than read as the default (RFC 7644 §3.4.2.4 only lets
+/// the server treat out-of-range integers as 1 and 0).
+fn integer(key: &str, v: &str) -> Result<i64, ScimError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ScimError::invalid_value(format!("{key} must be an integer, not {v:?}")))
+}
+
+fn sort_order(v: &str) -> Result<bool, ScimError> {
+    if v.eq_ignore_ascii_case("descending") {
+        Ok(true)
+    } else if v.eq_ignore_ascii_case("ascending") {
+        Ok(false)
+    } else {
+        Err(ScimError::invalid_value(format!(
+            "sortOrder must be \"ascending\" or \"descending\", not {v:?}"
+        )))
+    }
+}
+
 impl Query {
-    fn from_query(q: Option<&str>) -> Self {
+    /// From a query string. Unknown parameters are ignored (other
+    /// parameters may ride along, e.g. a cache-buster); known ones must
+    /// parse.
+    fn from_query(q: Option<&str>) -> Result<Self, ScimError> {
         let mut out = Self::default();
         for (k, v) in url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
             match k.to_ascii_lowercase().as_str() {
                 "filter" => out.filter = Some(v.into_owned()),
-                "startindex" => out.start_index = v.trim().parse().ok().or(Some(1)),
-                "count" => out.count = v.trim().parse().ok(),
+                "startindex" => out.start_index = Some(integer("startIndex", &v)?),
+                "count" => out.count = Some(integer("count", &v)?),
                 "attributes" => out.attributes = csv(&v),
                 "excludedattributes" => out.excluded = csv(&v),
                 "sortby" => out.sort_by = Some(v.into_owned()),
-                "sortorder" => out.descending = v.eq_ignore_ascii_case("descending"),
+                "sortorder" => out.descending = sort_order(&v)?,
                 _ => {}
             }
         }
-        out
+        Ok(out)
     }
 
-    fn from_search(b: &Value) -> Self {
-        let list = |k: &str| match b.get(k) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-            Some(Value::String(s)) => csv(s),
-            _ => Vec::new(),
+    /// From a `.search` body. Every member must be one RFC 7644 §3.4.3
+    /// defines, with its type: a misspelled `filter` must not turn a
+    /// search into a listing of the whole directory.
+    fn from_search(b: &Value) -> Result<Self, ScimError> {
+        let Value::Object(o) = b else {
+            return Err(ScimError::invalid_syntax(
+                "a SearchRequest must be a JSON object",
+            ));
         };
-        Self {
-            filter: b.get("filter").and_then(|v| v.as_str()).map(str::to_string),
-            start_index: b.get("startIndex").and_then(|v| v.as_i64()),
-            count: b.get("count").and_then(|v| v.as_i64()),
-            attributes: list("attributes"),
-            excluded: list("excludedAttributes"),
-            sort_by: b.get("sortBy").and_then(|v| v.as_str()).map(str::to_string),
-            descending: b
-                .get("sortOrder")
-                .and_then(|v| v.as_str())
-                .is_some_and(|s| s.eq_ignore_ascii_case("descending")),
+        let string = |k: &str, v: &Value| match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(ScimError::invalid_value(format!("{k} must be a string"))),
+        };
+        let list = |k: &str, v: &Value| match v {
+            Value::Array(a) => a
+                .iter()
+                .map(|v| string(k, v))
+                .collect::<Result<Vec<_>, _>>(),
+            Value::String(s) => Ok(csv(s)),
+            _ => Err(ScimError::invalid_value(format!(
+                "{k} must be an array of attribute names"
+            ))),
+        };
+        let int = |k: &str, v: &Value| {
+            v.as_i64()
+                .ok_or_else(|| ScimError::invalid_value(format!("{k} must be an integer")))
+        };
+        let mut out = Self::default();
+        for (k, v) in o {
+            if v.is_null() {
+                continue;
+            }
+            match k.to_ascii_lowercase().as_str() {
+                "schemas" => {
+                    let listed = matches!(v, Value::Array(a) if a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA))));
+                    if !listed {
+                        return Err(ScimError::invalid_syntax(format!(
+                            "schemas must be [\"{SEARCH_REQUEST_SCHEMA}\"]"
+                        )));
+                    }
+                }
+                "filter" => {
+                    let f = string(k, v).map_err(|_| {
+                        ScimError::invalid_filter("filter must be a string (RFC 7644 §3.4.2.2)")
+                    })?;
+                    out.filter = Some(f);
+                }
+                "startindex" => out.start_index = Some(int(k, v)?),
+                "count" => out.count = Some(int(k, v)?),
+                "attributes" => out.attributes = list(k, v)?,
+                "excludedattributes" => out.excluded = list(k, v)?,
+                "sortby" => out.sort_by = Some(string(k, v)?),
+                "sortorder" => out.descending = sort_order(&string(k, v)?)?,
+                _ => {
+                    return Err(ScimError::invalid_value(format!(
+                        "{k:?} is not a SearchRequest attribute (RFC 7644 §3.4.3: schemas, \
+                         attributes, excludedAttributes, filter, sortBy, sortOrder, startIndex, count)"
+                    )))
+                }
+            }
         }
+        if !out.attributes.is_empty() && !out.excluded.is_empty() {
+            return Err(ScimError::invalid_value(
+                "attributes and excludedAttributes cannot both be given",
+            ));
+        }
+        Ok(out)
     }
 }
+
+/// What a search at the SCIM root covers.
+const ALL_KINDS: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
 
 struct Ctx<'a> {
     app: &'a App,
@@ -553,20 +654,36 @@ impl Ctx<'_> {
         r
     }
 
-    async fn list(&self, kind: ResourceKind, q: &Query) -> Result<LocalResponse, ScimError> {
+    /// A list or search over `kinds` (one resource type, or both for a
+    /// search at the SCIM root, RFC 7644 §3.4.3: users, then groups).
+    async fn list(&self, kinds: &[ResourceKind], q: &Query) -> Result<LocalResponse, ScimError> {
         let filter = q
             .filter
             .as_deref()
             .filter(|f| !f.trim().is_empty())
             .map(Filter::parse)
             .transpose()?;
-        let dir = &self.app.store;
-        let t = self.tenant();
         // (resource JSON, complete with computed attributes, id)
         let mut items: Vec<(Value, bool, String)> = Vec::new();
+        for kind in kinds {
+            self.matching(*kind, q, filter.as_ref(), &mut items).await?;
+        }
+        self.page(items, q).await
+    }
+
+    /// Appends the resources of `kind` that `filter` matches to `items`.
+    async fn matching(
+        &self,
+        kind: ResourceKind,
+        q: &Query,
+        filter: Option<&Filter>,
+        items: &mut Vec<(Value, bool, String)>,
+    ) -> Result<(), ScimError> {
+        let dir = &self.app.store;
+        let t = self.tenant();
         match kind {
             ResourceKind::User => {
-                let users: Vec<User> = match filter.as_ref().and_then(|f| f.indexed_eq(kind)) {
+                let users: Vec<User> = match filter.and_then(|f| f.indexed_eq(kind)) {
                     Some((Indexed::UserName, v)) => dir
                         .user_by_user_name(t, &v)
                         .await
@@ -600,13 +717,13 @@ impl Ctx<'_> {
                     } else {
                         user_to_json(u, &[], &self.base)
                     };
-                    if filter.as_ref().is_none_or(|f| f.matches(&v, kind)) {
+                    if filter.is_none_or(|f| f.matches(&v, kind)) {
                         items.push((v, needs_groups, u.id.clone()));
                     }
                 }
             }
             ResourceKind::Group => {
-                let groups: Vec<Group> = match filter.as_ref().and_then(|f| f.indexed_eq(kind)) {
+                let groups: Vec<Group> = match filter.and_then(|f| f.indexed_eq(kind)) {
                     Some((Indexed::DisplayName, v)) => dir
                         .group_by_display_name(t, &v)
                         .await
@@ -623,12 +740,21 @@ impl Ctx<'_> {
                 };
                 for g in &groups {
                     let v = group_to_json(g, &self.base);
-                    if filter.as_ref().is_none_or(|f| f.matches(&v, kind)) {
+                    if filter.is_none_or(|f| f.matches(&v, kind)) {
                         items.push((v, true, g.id.clone()));
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sorts, pages and projects the matches into a ListResponse.
+    async fn page(
+        &self,
+        mut items: Vec<(Value, bool, String)>,
+        q: &Query,
+    ) -> Result<LocalResponse, ScimError> {
         if let Some(by) = &q.sort_by {
             items.sort_by_cached_key(|(v, _, _)| sort_key(v, by));
             if q.descending {
@@ -668,7 +794,7 @@ impl Ctx<'_> {
 
     async fn create_user(&self, body: &Value) -> Result<LocalResponse, ScimError> {
         let cfg = &self.client.cfg;
-        let mut u = user_from_json(body)?;
+        let mut u = user_from_json(body, cfg.auto_activate)?;
         let dir = &self.app.store;
         if let Some(existing) = dir
             .user_by_user_name(self.tenant(), &u.user_name)
@@ -714,9 +840,6 @@ impl Ctx<'_> {
         u.provisioned_via = ProvisionedVia::Scim;
         u.scim_client = Some(cfg.name.clone());
         u.role = cfg.default_role.clone();
-        if cfg.auto_activate {
-            u.active = true;
-        }
         // The id is fixed now so a sync webhook target sees the final one.
         u.id = rules::new_id();
         // Validated before anything is written: a refused userName must not
@@ -761,12 +884,14 @@ impl Ctx<'_> {
         } else {
             User {
                 active: incoming.active,
+                active_unset: incoming.active_unset,
                 ..current.clone()
             }
         };
         if current.active && !next.active && !cfg.allow_deactivation {
             tracing::warn!(client = %cfg.name, user = %current.id, "deactivation ignored: allow_deactivation = false");
             next.active = true;
+            next.active_unset = current.active_unset;
         }
         next
     }
@@ -883,7 +1008,7 @@ impl Ctx<'_> {
     ) -> Result<LocalResponse, ScimError> {
         let current = self.live_user(id).await?;
         check_id(body, id)?;
-        let incoming = user_from_json(body)?;
+        let incoming = user_from_json(body, self.client.cfg.auto_activate)?;
         self.save_user(current, incoming, expected).await
     }
 
@@ -896,7 +1021,7 @@ impl Ctx<'_> {
         let current = self.live_user(id).await?;
         let before = self.user_json(&current).await?;
         let patched = super::patch::apply(&before, body, ResourceKind::User)?;
-        let incoming = user_from_json(&patched.resource)?;
+        let incoming = user_from_json(&patched.resource, self.client.cfg.auto_activate)?;
         self.save_user(current, incoming, expected).await
     }
 
@@ -1204,6 +1329,21 @@ pub fn too_large(limit: usize) -> LocalResponse {
         format!("request body larger than {limit} bytes"),
     ))
 }
+
+/// A request under the SCIM base path refused before it reached the SCIM
+/// router (a path the normaliser refuses, a body that cannot be read), in
+/// SCIM error form: SCIM clients parse every error body (RFC 7644 §3.12).
+pub fn refused(status: u16, detail: &str, reference: &str) -> LocalResponse {
+    error(&ScimError::new(
+        status,
+        None,
+        format!("{detail} (reference {reference})"),
+    ))
+}
+
+/// Longest request target (path and query) the SCIM router reads, in
+/// bytes; SCIM clients send short URLs (a filter is a few hundred bytes).
+pub const MAX_URL_LEN: usize = 8 * 1024;
 
 #[cfg(test)]
 mod tests {
