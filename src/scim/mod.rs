@@ -9,6 +9,8 @@ pub mod error;
 pub mod filter;
 pub mod log;
 pub mod patch;
+#[cfg(test)]
+mod properties;
 pub mod resource;
 pub mod schemas;
 pub mod server;
