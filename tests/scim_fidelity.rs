@@ -973,3 +973,146 @@ async fn filters_on_the_primary_email() {
         .await;
     assert_eq!(v["totalResults"], 1);
 }
+
+// ---------------------------------------------------------------------------
+// Review findings (adversarial IdP).
+// ---------------------------------------------------------------------------
+
+/// A directory store on the gateway's Redis prefix.
+async fn redis_dir(s: &Scim) -> portcullis::store::redis::RedisStore {
+    portcullis::store::redis::RedisStore::connect(&redis_url(), s.prefix.as_deref().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn status_with_cookie(s: &Scim, cookie: &str) -> u16 {
+    client()
+        .get(s.gw.url("/x"))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// POST of a JIT user's userName with `active: false` adopts and
+/// deactivates it: its open sessions must end like on any deactivation.
+#[tokio::test]
+async fn review_adopting_a_jit_user_as_inactive_ends_its_sessions() {
+    use portcullis::directory::{DirectoryStore, ProvisionedVia, User};
+    let s = start("", true, false);
+    let dir = redis_dir(&s).await;
+    let jit = dir
+        .create_user(
+            "acme",
+            User {
+                provisioned_via: ProvisionedVia::SamlJit,
+                ..User::new("jit@example.com")
+            },
+        )
+        .await
+        .unwrap();
+    let cookie =
+        s.gw.login(json!({"sub": jit.id, "email": "jit@example.com", "tenant": "acme"}))
+            .await;
+    assert_eq!(status_with_cookie(&s, &cookie).await, 200);
+    let v = s
+        .post_user(json!({"schemas": [USER], "userName": "jit@example.com", "active": false}))
+        .await;
+    assert_eq!(v["id"], jit.id.as_str(), "adopted");
+    assert_eq!(v["active"], false);
+    assert!(!s.stored(&jit.id).await.active);
+    assert_eq!(
+        status_with_cookie(&s, &cookie).await,
+        401,
+        "the deactivated user's session must end"
+    );
+}
+
+/// A stored value the strict parser now refuses (written by SAML JIT,
+/// which checks only identifiers, or by an older gateway) must not make
+/// the user impossible to deactivate by PATCH (Okta, Entra).
+#[tokio::test]
+async fn review_a_stored_value_the_parser_refuses_does_not_block_deactivation() {
+    use portcullis::directory::{DirectoryStore, Name, ProvisionedVia, User};
+    let s = start("", true, false);
+    let dir = redis_dir(&s).await;
+    for (i, u) in [
+        // SAML JIT: displayName/name from the assertion, unchecked.
+        User {
+            display_name: Some("Eve\u{7}".into()),
+            ..User::new("bell@example.com")
+        },
+        User {
+            name: Name {
+                formatted: Some("x".repeat(1500)),
+                ..Name::default()
+            },
+            ..User::new("long@example.com")
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let u = dir
+            .create_user(
+                "acme",
+                User {
+                    provisioned_via: ProvisionedVia::SamlJit,
+                    ..u
+                },
+            )
+            .await
+            .unwrap();
+        let (st, v) = s
+            .patch(
+                &format!("/Users/{}", u.id),
+                json!([{"op": "replace", "path": "active", "value": false}]),
+            )
+            .await;
+        assert_eq!(st, 200, "case {i}: {v}");
+        assert!(!s.stored(&u.id).await.active, "case {i}");
+    }
+}
+
+/// A member whose label (its displayName, from SAML JIT) the parser would
+/// refuse must not freeze the group: removing someone else still works.
+#[tokio::test]
+async fn review_a_members_stored_label_does_not_freeze_group_patches() {
+    use portcullis::directory::{DirectoryStore, ProvisionedVia, User};
+    let s = start("", true, false);
+    let dir = redis_dir(&s).await;
+    let eve = dir
+        .create_user(
+            "acme",
+            User {
+                provisioned_via: ProvisionedVia::SamlJit,
+                display_name: Some("Eve\u{7}".into()),
+                ..User::new("eve@example.com")
+            },
+        )
+        .await
+        .unwrap();
+    let bob = s
+        .post_user(json!({"schemas": [USER], "userName": "bob@example.com"}))
+        .await;
+    let bob = bob["id"].as_str().unwrap();
+    let (st, g) = s
+        .call(
+            Method::POST,
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "Admins",
+                "members": [{"value": eve.id}, {"value": bob}]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{g}");
+    let (st, v) = s
+        .patch(
+            &format!("/Groups/{}", g["id"].as_str().unwrap()),
+            json!([{"op": "remove", "path": format!("members[value eq \"{bob}\"]")}]),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["members"].as_array().unwrap().len(), 1);
+}

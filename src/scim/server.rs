@@ -810,6 +810,7 @@ impl Ctx<'_> {
             // A user created by SAML JIT in this tenant: SCIM adopts it.
             let mut adopted = self.merge(&existing, u, true);
             let reset = self.adopt(&existing, &mut adopted);
+            let deactivated = existing.active && !adopted.active;
             let after = rules::replacement_user(
                 &existing,
                 adopted.clone(),
@@ -825,9 +826,14 @@ impl Ctx<'_> {
                 .await
                 .map_err(dir_error)?;
             tracing::info!(client = %cfg.name, user = %saved.id, "SCIM adopted a SAML JIT user");
-            if reset {
+            if deactivated {
+                self.revoke(&saved.id, &saved.user_name, "deactivated")
+                    .await;
+            } else if reset {
                 self.revoke(&saved.id, &saved.user_name, "adopted from an untied IdP")
                     .await;
+            } else {
+                self.refresh(std::slice::from_ref(&saved.id)).await;
             }
             let v = self.user_json(&saved).await?;
             return Ok(self.resource_response(
@@ -1021,7 +1027,11 @@ impl Ctx<'_> {
         let current = self.live_user(id).await?;
         let before = self.user_json(&current).await?;
         let patched = super::patch::apply(&before, body, ResourceKind::User)?;
-        let incoming = user_from_json(&patched.resource, self.client.cfg.auto_activate)?;
+        let incoming = resource::patched_user_from_json(
+            &patched.resource,
+            &before,
+            self.client.cfg.auto_activate,
+        )?;
         self.save_user(current, incoming, expected).await
     }
 
@@ -1280,7 +1290,7 @@ impl Ctx<'_> {
         let current = self.live_group(id).await?;
         let before = group_to_json(&current, &self.base);
         let patched = super::patch::apply(&before, body, ResourceKind::Group)?;
-        let (incoming, _) = group_from_json(&patched.resource)?;
+        let (incoming, _) = resource::patched_group_from_json(&patched.resource, &before)?;
         self.update_group(
             current,
             incoming.display_name,
