@@ -98,6 +98,10 @@ pub struct MultiValue {
     /// The `type` label (`work`, `home`, ...).
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Never written as `null`: a gateway of the previous release (a
+    /// replica in a rolling upgrade, or after a rollback) reads `primary`
+    /// as a plain bool and would fail to load the whole record.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary: Option<bool>,
     pub display: Option<String>,
 }
@@ -121,6 +125,8 @@ pub struct Address {
     pub country: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// Never `null`, as [`MultiValue::primary`].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub primary: Option<bool>,
 }
 
@@ -355,4 +361,45 @@ pub struct MembershipChange {
     pub changed: Vec<String>,
     /// The group's version after the call (unchanged if `changed` is empty).
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The previous release's shape of the two structs that changed type.
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct OldValue {
+        #[serde(default)]
+        primary: bool,
+    }
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct OldUser {
+        #[serde(default)]
+        emails: Vec<OldValue>,
+        #[serde(default)]
+        addresses: Vec<OldValue>,
+    }
+
+    #[test]
+    fn records_load_in_the_previous_release() {
+        let u = User {
+            emails: vec![MultiValue {
+                value: "a@b".into(),
+                ..MultiValue::default()
+            }],
+            addresses: vec![Address {
+                country: Some("NL".into()),
+                ..Address::default()
+            }],
+            ..User::new("a@b")
+        };
+        let stored = serde_json::to_string(&u).unwrap();
+        serde_json::from_str::<OldUser>(&stored)
+            .expect("an unset primary must not be stored as null");
+        let back: User = serde_json::from_str(&stored).unwrap();
+        assert_eq!(back, u);
+    }
 }

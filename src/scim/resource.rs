@@ -506,6 +506,42 @@ fn check_schemas(o: &Map<String, Value>, kind: ResourceKind) -> Result<(), ScimE
     Ok(())
 }
 
+/// `o` with its core-schema-qualified top-level keys
+/// (`urn:ietf:params:scim:schemas:core:2.0:User:active`) under their bare
+/// names, as PATCH reads them: ignoring them would drop what the client set
+/// (an `active: false` among them). Both forms of one name are ambiguous
+/// and refused.
+fn unqualified(
+    o: &Map<String, Value>,
+    kind: ResourceKind,
+) -> Result<std::borrow::Cow<'_, Map<String, Value>>, ScimError> {
+    let core = kind.core_schema();
+    let strip = |k: &str| -> Option<String> {
+        (k.len() > core.len() + 1
+            && k.get(..core.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(core))
+            && k.as_bytes()[core.len()] == b':')
+            .then(|| k[core.len() + 1..].to_string())
+    };
+    if !o.keys().any(|k| strip(k).is_some()) {
+        return Ok(std::borrow::Cow::Borrowed(o));
+    }
+    let mut out = Map::new();
+    for (k, v) in o {
+        let name = strip(k).unwrap_or_else(|| k.clone());
+        if out
+            .keys()
+            .any(|have: &String| have.eq_ignore_ascii_case(&name))
+        {
+            return Err(ScimError::invalid_value(format!(
+                "{name} is given twice (bare and schema-qualified)"
+            )));
+        }
+        out.insert(name, v.clone());
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 fn enterprise_from_json(o: &Map<String, Value>) -> Result<Enterprise, ScimError> {
     let Some(e) = object(o, ENTERPRISE_SCHEMA)? else {
         return Ok(Enterprise::default());
@@ -555,6 +591,7 @@ pub fn user_from_json(v: &Value, absent_active: bool) -> Result<User, ScimError>
         return Err(ScimError::invalid_syntax("a User must be a JSON object"));
     };
     check_schemas(o, ResourceKind::User)?;
+    let o = &*unqualified(o, ResourceKind::User)?;
     let user_name = string(o, "userName", Text::Identifier)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -654,6 +691,7 @@ pub fn group_from_json(v: &Value) -> Result<(Group, Vec<String>), ScimError> {
         return Err(ScimError::invalid_syntax("a Group must be a JSON object"));
     };
     check_schemas(o, ResourceKind::Group)?;
+    let o = &*unqualified(o, ResourceKind::Group)?;
     let display_name = string(o, "displayName", Text::Identifier)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
@@ -904,6 +942,26 @@ mod tests {
             user_from_json(&json!([1]), true).unwrap_err().scim_type,
             Some("invalidSyntax")
         );
+    }
+
+    #[test]
+    fn schema_qualified_core_attributes_are_read_not_dropped() {
+        let q = |a: &str| format!("{USER_SCHEMA}:{a}");
+        let u = user_from_json(&json!({"userName": "a", q("active"): false}), true).unwrap();
+        assert!(!u.active, "a qualified active: false must not mean absent");
+        assert!(!u.active_unset);
+        let u = user_from_json(&json!({q("userName"): "b", q("displayName"): "B"}), true).unwrap();
+        assert_eq!(
+            (u.user_name.as_str(), u.display_name.as_deref()),
+            ("b", Some("B"))
+        );
+        assert!(user_from_json(
+            &json!({"userName": "a", "active": true, q("active"): false}),
+            true
+        )
+        .is_err());
+        let (g, _) = group_from_json(&json!({format!("{GROUP_SCHEMA}:displayName"): "G"})).unwrap();
+        assert_eq!(g.display_name, "G");
     }
 
     #[test]
