@@ -34,7 +34,8 @@ pub fn fold(s: &str) -> String {
 ///   `kate@a.example`. For a string in NFKC, lowercasing merges only true
 ///   case variants, so the index key ([`fold`]) is unchanged for every
 ///   identifier accepted before and stored data still matches.
-/// - a control character (U+0000 included).
+/// - a control character (U+0000 included) or an invisible formatting
+///   character ([`is_invisible`]).
 /// - a domain part (after the last `@`) that is not ASCII: domains are
 ///   compared as ASCII by the IdP routing and ownership rules, so an IDN is
 ///   written as its IDNA A-label (`xn--...`).
@@ -44,9 +45,9 @@ pub fn fold(s: &str) -> String {
 pub fn check_identifier(what: &str, v: &str) -> DirectoryResult<()> {
     // A NUL or other control character would be stored and then match no
     // lookup a client can type (and breaks C consumers of the JWT).
-    if v.chars().any(char::is_control) {
+    if v.chars().any(|c| c.is_control() || is_invisible(c)) {
         return Err(DirectoryError::Invalid(format!(
-            "{what} {v:?} contains a control character"
+            "{what} {v:?} contains a control or invisible formatting character"
         )));
     }
     if !icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().is_normalized(v) {
@@ -64,6 +65,21 @@ pub fn check_identifier(what: &str, v: &str) -> DirectoryResult<()> {
         }
     }
     Ok(())
+}
+
+/// Invisible formatting characters (Unicode category Cf that NFKC keeps):
+/// zero-width spaces and joiners, bidirectional overrides and isolates
+/// (U+202E turns `moc.x@y` into what reads as `y@x.com`), the BOM, the soft
+/// hyphen. An identifier holding one reads as another.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// The index key of a userName or email given to a lookup, or `None` when

@@ -7,6 +7,7 @@ pub mod attrs;
 pub mod auth;
 pub mod error;
 pub mod filter;
+pub mod json;
 pub mod log;
 pub mod patch;
 #[cfg(test)]

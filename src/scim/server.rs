@@ -178,10 +178,7 @@ pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse
         time_ms: crate::session::now_ms(),
         client,
         method: req.method.to_string(),
-        path: match &req.query {
-            Some(q) => format!("{}?{q}", req.path),
-            None => req.path.clone(),
-        },
+        path: log_target(&req.path, req.query.as_deref()),
         resource_id,
         status: resp.status,
         latency_ms: started.elapsed().as_millis() as u64,
@@ -280,6 +277,28 @@ async fn serve(
             (error(&e), name, Some(reason))
         }
     }
+}
+
+/// Longest request target kept in a provisioning log entry, in bytes.
+const MAX_LOGGED_TARGET: usize = 1024;
+
+/// The path and query for the provisioning log, cut at
+/// [`MAX_LOGGED_TARGET`] (on a character boundary) so one request cannot
+/// write an entry of any size.
+fn log_target(path: &str, query: Option<&str>) -> String {
+    let mut t = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    if t.len() > MAX_LOGGED_TARGET {
+        let mut cut = MAX_LOGGED_TARGET;
+        while !t.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        t.truncate(cut);
+        t.push_str("...");
+    }
+    t
 }
 
 /// Dispatches one authenticated request to its handler.
@@ -406,7 +425,7 @@ fn parse_body(req: &LocalRequest) -> Result<Value, ScimError> {
             "send application/scim+json or application/json",
         ));
     }
-    serde_json::from_slice(&req.body)
+    super::json::parse(&req.body)
         .map_err(|e| ScimError::invalid_syntax(format!("body is not JSON: {e}")))
 }
 
@@ -894,6 +913,11 @@ impl Ctx<'_> {
                 ..current.clone()
             }
         };
+        // An absent `active` never turns a deactivated user back on: only
+        // an explicit `active: true` reactivates (fail closed).
+        if next.active_unset && !current.active {
+            next.active = false;
+        }
         if current.active && !next.active && !cfg.allow_deactivation {
             tracing::warn!(client = %cfg.name, user = %current.id, "deactivation ignored: allow_deactivation = false");
             next.active = true;
@@ -1411,6 +1435,21 @@ mod tests {
         assert_eq!(roles("globex", Some("okta"), &["Auditors"]), ["auditor"]);
         // `[scim.group_roles]` is every tenant's, for its own groups.
         assert_eq!(roles("globex", None, &["CRA Admins"]), ["admin"]);
+    }
+
+    #[test]
+    fn logged_targets_are_bounded_on_a_character_boundary() {
+        assert_eq!(
+            log_target("/scim/v2/Users", Some("count=1")),
+            "/scim/v2/Users?count=1"
+        );
+        let long = format!("filter={}", "é".repeat(5000));
+        let t = log_target("/scim/v2/Users", Some(&long));
+        assert!(
+            t.len() <= MAX_LOGGED_TARGET + 3 && t.ends_with("..."),
+            "{}",
+            t.len()
+        );
     }
 
     #[test]
