@@ -22,8 +22,12 @@ lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
+# The request path against nginx and a bare pingora proxy, side by side,
+# written to BENCHMARKS.md (scripts/bench.sh says how), then the criterion
+# micro-benchmarks of the hot path (BENCH_SKIP_MICRO=1 skips them).
 bench: setup
-	cargo bench --bench hot_path
+	scripts/bench.sh
+	@[ -n "$${BENCH_SKIP_MICRO:-}" ] || cargo bench --bench hot_path
 
 load: setup
 	scripts/load.sh
