@@ -78,6 +78,9 @@ suite!(
     tenant_names_with_key_separators_stay_apart,
     concurrent_member_adds_to_one_group_all_land,
     lookalike_identifiers_match_nothing_and_are_refused,
+    user_counts_and_pages_follow_creates_deletes_and_tombstones,
+    group_counts_and_pages_follow_creates_replaces_and_deletes,
+    pages_past_the_end_and_empty_tenants,
 );
 
 fn user(name: &str) -> User {
@@ -1419,4 +1422,192 @@ async fn lookalike_identifiers_match_nothing_and_are_refused(s: Arc<dyn Backend>
         Some(jose.id)
     );
     assert_eq!(s.list_users(ACME).await.unwrap().len(), 2);
+}
+
+/// Every (offset, limit) page of the tenant's users, and its count, agrees
+/// with the full listing.
+async fn assert_user_pages(s: &Arc<dyn Backend>, tenant: &str) -> Vec<User> {
+    let all = s.list_users(tenant).await.unwrap();
+    let n = all.len();
+    assert_eq!(s.count_users(tenant).await.unwrap(), n as u64, "{tenant}");
+    for offset in 0..=n + 1 {
+        for limit in [0, 1, 2, 3, n, n + 5] {
+            let page = s.users_page(tenant, offset, limit).await.unwrap();
+            let want: Vec<User> = all.iter().skip(offset).take(limit).cloned().collect();
+            assert_eq!(page.total, n as u64, "{tenant} {offset} {limit}");
+            assert_eq!(page.items, want, "{tenant} offset {offset} limit {limit}");
+        }
+    }
+    all
+}
+
+async fn assert_group_pages(s: &Arc<dyn Backend>, tenant: &str) -> Vec<Group> {
+    let all = s.list_groups(tenant).await.unwrap();
+    let n = all.len();
+    assert_eq!(s.count_groups(tenant).await.unwrap(), n as u64, "{tenant}");
+    for offset in 0..=n + 1 {
+        for limit in [0, 1, 2, n, n + 5] {
+            let page = s.groups_page(tenant, offset, limit).await.unwrap();
+            let want: Vec<Group> = all.iter().skip(offset).take(limit).cloned().collect();
+            assert_eq!(page.total, n as u64, "{tenant} {offset} {limit}");
+            assert_eq!(page.items, want, "{tenant} offset {offset} limit {limit}");
+        }
+    }
+    all
+}
+
+async fn user_counts_and_pages_follow_creates_deletes_and_tombstones(s: Arc<dyn Backend>) {
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        ids.push(make_user(&s, ACME, &format!("p{i}@example.com")).await.id);
+    }
+    for i in 0..3 {
+        make_user(&s, GLOBEX, &format!("g{i}@example.com")).await;
+    }
+    assert_eq!(assert_user_pages(&s, ACME).await.len(), 9);
+    assert_eq!(assert_user_pages(&s, GLOBEX).await.len(), 3);
+
+    // A tombstone leaves the count and the pages, and a hard delete of the
+    // tombstone does not count it twice.
+    s.tombstone_user(ACME, &ids[2]).await.unwrap();
+    assert_eq!(s.count_users(ACME).await.unwrap(), 8);
+    let listed = assert_user_pages(&s, ACME).await;
+    assert!(listed.iter().all(|u| u.id != ids[2]));
+    s.delete_user(ACME, &ids[2]).await.unwrap();
+    assert_eq!(s.count_users(ACME).await.unwrap(), 8);
+    s.delete_user(ACME, &ids[5]).await.unwrap();
+    assert_eq!(assert_user_pages(&s, ACME).await.len(), 7);
+
+    // Re-created (same userName as the tombstoned one): a new, last entry.
+    let again = make_user(&s, ACME, "p2@example.com").await;
+    let listed = assert_user_pages(&s, ACME).await;
+    assert_eq!(listed.len(), 8);
+    assert!(listed.contains(&again));
+
+    // A replace keeps the user's place and the count.
+    let mut u = s.get_user(ACME, &ids[0]).await.unwrap().unwrap();
+    u.display_name = Some("Renamed".into());
+    s.replace_user(ACME, u, None).await.unwrap();
+    let before: Vec<String> = listed.iter().map(|u| u.id.clone()).collect();
+    let listed = assert_user_pages(&s, ACME).await;
+    assert_eq!(
+        listed.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        before
+    );
+    let renamed = listed.iter().find(|u| u.id == ids[0]).unwrap();
+    assert_eq!(renamed.display_name.as_deref(), Some("Renamed"));
+
+    // The other tenant never moved.
+    assert_eq!(assert_user_pages(&s, GLOBEX).await.len(), 3);
+    // Deleting everyone brings the count back to zero.
+    for u in s.list_users(ACME).await.unwrap() {
+        s.delete_user(ACME, &u.id).await.unwrap();
+    }
+    assert_eq!(assert_user_pages(&s, ACME).await.len(), 0);
+    assert_eq!(s.count_users(GLOBEX).await.unwrap(), 3);
+}
+
+async fn group_counts_and_pages_follow_creates_replaces_and_deletes(s: Arc<dyn Backend>) {
+    let ann = make_user(&s, ACME, "ann@example.com").await;
+    let mut groups = Vec::new();
+    for i in 0..6 {
+        groups.push(make_group(&s, ACME, &format!("Team {i}")).await);
+    }
+    make_group(&s, GLOBEX, "Team 0").await;
+    s.add_members(ACME, &groups[1].id, std::slice::from_ref(&ann.id))
+        .await
+        .unwrap();
+    let listed = assert_group_pages(&s, ACME).await;
+    assert_eq!(listed.len(), 6);
+    let team1 = listed.iter().find(|g| g.id == groups[1].id).unwrap();
+    assert_eq!(
+        member_ids(team1),
+        vec![ann.id.clone()],
+        "pages carry members"
+    );
+    assert_eq!(assert_group_pages(&s, GLOBEX).await.len(), 1);
+
+    let mut g = s.get_group(ACME, &groups[3].id).await.unwrap().unwrap();
+    g.display_name = "Renamed".into();
+    s.replace_group(ACME, g, None).await.unwrap();
+    s.delete_group(ACME, &groups[0].id).await.unwrap();
+    let listed = assert_group_pages(&s, ACME).await;
+    assert_eq!(listed.len(), 5);
+    let renamed = listed.iter().find(|g| g.id == groups[3].id).unwrap();
+    assert_eq!(renamed.display_name, "Renamed");
+
+    // Tombstoning a member changes membership, not the group count.
+    s.tombstone_user(ACME, &ann.id).await.unwrap();
+    assert_eq!(assert_group_pages(&s, ACME).await.len(), 5);
+    let again = make_group(&s, ACME, "Team 0").await;
+    let listed = assert_group_pages(&s, ACME).await;
+    assert_eq!(listed.len(), 6);
+    assert!(listed.iter().any(|g| g.id == again.id));
+    assert_eq!(s.count_groups(GLOBEX).await.unwrap(), 1);
+}
+
+async fn pages_past_the_end_and_empty_tenants(s: Arc<dyn Backend>) {
+    make_user(&s, ACME, "only@example.com").await;
+    make_group(&s, ACME, "Only").await;
+    for offset in [1, 2, 1_000_000, usize::MAX / 2, usize::MAX] {
+        let p = s.users_page(ACME, offset, 100).await.unwrap();
+        assert_eq!((p.total, p.items.len()), (1, 0), "offset {offset}");
+        let p = s.groups_page(ACME, offset, usize::MAX).await.unwrap();
+        assert_eq!((p.total, p.items.len()), (1, 0), "offset {offset}");
+    }
+    assert_eq!(
+        s.users_page(ACME, 0, usize::MAX).await.unwrap().items.len(),
+        1
+    );
+    let empty = s.users_page("nobody", 0, 10).await.unwrap();
+    assert_eq!((empty.total, empty.items.len()), (0, 0));
+    let empty = s.groups_page("nobody", 0, 10).await.unwrap();
+    assert_eq!((empty.total, empty.items.len()), (0, 0));
+    assert_eq!(s.count_users("nobody").await.unwrap(), 0);
+    assert_eq!(s.count_groups("nobody").await.unwrap(), 0);
+}
+
+/// A database written before the order and count tables existed: opening
+/// it builds them once from the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_builds_missing_order_and_count_tables_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (want_users, want_groups) = {
+        let s: Arc<dyn Backend> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(make_user(&s, ACME, &format!("old{i}@example.com")).await.id);
+        }
+        make_user(&s, GLOBEX, "other@example.com").await;
+        s.tombstone_user(ACME, &ids[1]).await.unwrap();
+        make_group(&s, ACME, "Old Group").await;
+        (
+            s.list_users(ACME).await.unwrap(),
+            s.list_groups(ACME).await.unwrap(),
+        )
+    };
+    {
+        // Back to the previous layout: no order, count or schema tables.
+        let db = redb::Database::create(dir.path().join(portcullis::store::embedded::FILE_NAME))
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        for name in [
+            "dir_user_order",
+            "dir_group_order",
+            "dir_counts",
+            "dir_schema",
+        ] {
+            let def: redb::TableDefinition<(), ()> = redb::TableDefinition::new(name);
+            assert!(txn.delete_table(def).unwrap(), "{name} existed");
+        }
+        txn.commit().unwrap();
+    }
+    let s: Arc<dyn Backend> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    assert_eq!(assert_user_pages(&s, ACME).await, want_users);
+    assert_eq!(want_users.len(), 4);
+    assert_eq!(assert_user_pages(&s, GLOBEX).await.len(), 1);
+    assert_eq!(assert_group_pages(&s, ACME).await, want_groups);
+    // Kept up from there on.
+    make_user(&s, ACME, "new@example.com").await;
+    assert_eq!(assert_user_pages(&s, ACME).await.len(), 5);
 }

@@ -1073,6 +1073,105 @@ async fn pagination_over_a_thousand_users_returns_each_once(redis: bool) {
 }
 on_both_backends!(pagination_over_a_thousand_users_returns_each_once);
 
+/// A list with no filter and no sort reads only its page (the stores'
+/// ordered indexes and counts); it must answer exactly what paging the full
+/// listing did. `id pr` matches every resource but takes the full-read
+/// path, so it is the reference.
+async fn unfiltered_pages_match_the_full_listing(redis: bool) {
+    let s = start_on(redis);
+    // Concurrent creates, so some share a millisecond (ordered by id).
+    let futs = (0..23).map(|i| {
+        let s = &s;
+        async move { s.create_user(&format!("page{i:02}@example.com")).await }
+    });
+    let users: Vec<Value> = futures_util::future::join_all(futs).await;
+    for u in &users[4..7] {
+        let path = format!("/Users/{}", u["id"].as_str().unwrap());
+        let (st, _, _) = s.call(reqwest::Method::DELETE, &path, None).await;
+        assert_eq!(st, 204);
+    }
+    for i in 0..4 {
+        let members = if i == 0 {
+            json!([{"value": users[10]["id"]}])
+        } else {
+            json!([])
+        };
+        let (st, v, _) = s
+            .call(
+                reqwest::Method::POST,
+                "/Groups",
+                Some(json!({"displayName": format!("Paged {i}"), "members": members})),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    for (path, reference, total) in [
+        ("/Users?", "/Users?filter=id%20pr&", 20),
+        ("/Groups?", "/Groups?filter=id%20pr&", 4),
+        ("/?", "/?filter=id%20pr&", 24),
+    ] {
+        let (st, all, _) = s
+            .call(reqwest::Method::GET, &format!("{reference}count=200"), None)
+            .await;
+        assert_eq!(st, 200, "{all}");
+        assert_eq!(all["totalResults"], total, "{path}");
+        let all = all["Resources"].as_array().unwrap().clone();
+        assert_eq!(all.len(), total);
+        let (_, v, _) = s.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(v["Resources"].as_array().unwrap(), &all, "{path} whole");
+        for count in [1usize, 3, 7, 200] {
+            for start in 1..=total + 2 {
+                let q = format!("{path}startIndex={start}&count={count}");
+                let (st, v, _) = s.call(reqwest::Method::GET, &q, None).await;
+                assert_eq!(st, 200, "{q}: {v}");
+                let want: Vec<Value> = all.iter().skip(start - 1).take(count).cloned().collect();
+                assert_eq!(v["totalResults"], total, "{q}");
+                assert_eq!(v["startIndex"], start, "{q}");
+                assert_eq!(v["itemsPerPage"], want.len(), "{q}");
+                assert_eq!(v["Resources"].as_array().unwrap(), &want, "{q}");
+            }
+        }
+        // Same answers as the full path for the edge values too.
+        for q in [
+            "count=0",
+            "startIndex=0&count=2",
+            "startIndex=-4&count=2",
+            "count=-3",
+            "startIndex=100000&count=5",
+            "startIndex=9223372036854775807&count=5",
+            "count=100000",
+            "startIndex=2&count=3&attributes=id",
+            "startIndex=3&count=4&excludedAttributes=members,emails",
+        ] {
+            let (sa, a, _) = s
+                .call(reqwest::Method::GET, &format!("{path}{q}"), None)
+                .await;
+            let (sb, b, _) = s
+                .call(reqwest::Method::GET, &format!("{reference}{q}"), None)
+                .await;
+            assert_eq!((sa, &a), (sb, &b), "{path}{q}");
+        }
+    }
+    // The member's groups are on its page entry, computed for the page.
+    let q = "/Users?filter=id%20pr&count=200";
+    let (_, all, _) = s.call(reqwest::Method::GET, q, None).await;
+    let pos = all["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|r| r["id"] == users[10]["id"])
+        .unwrap();
+    let (_, v, _) = s
+        .call(
+            reqwest::Method::GET,
+            &format!("/Users?startIndex={}&count=1", pos + 1),
+            None,
+        )
+        .await;
+    assert_eq!(v["Resources"][0]["groups"][0]["display"], "Paged 0", "{v}");
+}
+on_both_backends!(unfiltered_pages_match_the_full_listing);
+
 #[tokio::test]
 async fn allow_deletion_removes_the_record_while_the_default_keeps_a_tombstone() {
     use portcullis::directory::DirectoryStore;

@@ -6,8 +6,9 @@
 //!
 //! It refuses to know about HTTP, SCIM JSON or SCIM filters: the SCIM layer
 //! parses a filter, recognises the indexed shapes (`userName eq`, ...) and
-//! calls the matching lookup here; anything else it evaluates over
-//! `list_users`. It does not know how bytes are stored either:
+//! calls the matching lookup here; an unfiltered, unsorted list reads
+//! `users_page` / `groups_page` (an ordered index and a count, never the
+//! whole tenant); anything else it evaluates over `list_users`. It does not know how bytes are stored either:
 //! `DirectoryStore` is implemented by each `store` backend, and the rules
 //! both backends must apply (validation, case folding, versions) live in
 //! `rules`, so the two cannot drift apart.
@@ -53,6 +54,15 @@ pub enum DirectoryError {
 }
 
 pub type DirectoryResult<T> = Result<T, DirectoryError>;
+
+/// One page of a listing (`users_page`, `groups_page`): the records at the
+/// positions asked for and how many records the whole listing has, read
+/// together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub total: u64,
+    pub items: Vec<T>,
+}
 
 /// Persistence of users and groups, tenant-scoped. Implemented by each
 /// `store` backend; the shared test suite (`tests/directory_store.rs`) pins
@@ -152,6 +162,24 @@ pub trait DirectoryStore: Send + Sync {
     /// Every live user of the tenant, ordered by (created, id) so paging is
     /// stable. A full read: filters other than the indexed ones run on this.
     async fn list_users(&self, tenant: &str) -> DirectoryResult<Vec<User>>;
+
+    /// How many live users the tenant has (tombstones not counted), without
+    /// reading them: a count kept with every create, tombstone and delete,
+    /// in the same atomic write.
+    async fn count_users(&self, tenant: &str) -> DirectoryResult<u64>;
+
+    /// The live users at positions `offset .. offset + limit` of
+    /// `list_users`'s order, (created, id), and the live-user count, both
+    /// read from one snapshot. Reads an ordered index of live users, not the
+    /// tenant: the cost is the skip to `offset` in that index (O(log n) on
+    /// Redis, O(offset) key steps on redb) plus `limit` records. An
+    /// `offset` past the end gives no items; `limit` 0 only the count.
+    async fn users_page(
+        &self,
+        tenant: &str,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<Page<User>>;
 
     /// Creates a group with `group.members` (each id must be a live user or
     /// another group of the tenant). `Conflict` if the displayName (ignoring
@@ -259,6 +287,18 @@ pub trait DirectoryStore: Send + Sync {
 
     /// Every group of the tenant with its members, ordered by (created, id).
     async fn list_groups(&self, tenant: &str) -> DirectoryResult<Vec<Group>>;
+
+    /// How many groups the tenant has, kept like `count_users`.
+    async fn count_groups(&self, tenant: &str) -> DirectoryResult<u64>;
+
+    /// Groups (with members) at positions `offset .. offset + limit` of
+    /// `list_groups`'s order, and the group count; as `users_page`.
+    async fn groups_page(
+        &self,
+        tenant: &str,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<Page<Group>>;
 
     /// The groups `member_id` (a user, or a group) is a direct member of,
     /// from the reverse membership index, ordered by displayName. Empty for

@@ -613,6 +613,18 @@ fn sort_key(v: &Value, path: &str) -> String {
     }
 }
 
+/// A list's 1-based startIndex (below 1 counts as 1) and the page size
+/// (negative counts as 0; absent or above the cap is `MAX_RESULTS`).
+fn page_bounds(q: &Query) -> (usize, usize) {
+    let start = q.start_index.unwrap_or(1).max(1) as usize;
+    let count = q
+        .count
+        .map(|c| c.max(0) as usize)
+        .unwrap_or(schemas::MAX_RESULTS)
+        .min(schemas::MAX_RESULTS);
+    (start, count)
+}
+
 impl Ctx<'_> {
     fn tenant(&self) -> &str {
         &self.client.cfg.tenant
@@ -682,6 +694,13 @@ impl Ctx<'_> {
             .filter(|f| !f.trim().is_empty())
             .map(Filter::parse)
             .transpose()?;
+        if filter.is_none() && q.sort_by.is_none() {
+            return self.list_all(kinds, q).await;
+        }
+        // A filter or a sort: the matches are gathered, then sorted and
+        // paged here. An indexed `eq` (see `matching`) reads only its
+        // matches; any other filter, and any sort, reads the whole tenant
+        // (`list_users` / `list_groups`): a documented limit.
         // (resource JSON, complete with computed attributes, id)
         let mut items: Vec<(Value, bool, String)> = Vec::new();
         for kind in kinds {
@@ -768,6 +787,56 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A list with neither filter nor sort: every live resource of `kinds`
+    /// in listing order ((created, id); users before groups at the root).
+    /// Only the page asked for is read, through the stores' ordered
+    /// indexes and counts (`users_page`, `groups_page`), so a Test
+    /// Connection (`startIndex=1&count=1`) or a page from the middle costs
+    /// the page, not the tenant. Same response as `page` over the full
+    /// lists: same order, totalResults, startIndex/count rules and cap.
+    async fn list_all(
+        &self,
+        kinds: &[ResourceKind],
+        q: &Query,
+    ) -> Result<LocalResponse, ScimError> {
+        let (start, count) = page_bounds(q);
+        let dir = &self.app.store;
+        let t = self.tenant();
+        // Resources to skip and to take in the kinds still ahead.
+        let (mut skip, mut want) = (start - 1, count);
+        let mut total = 0usize;
+        let mut items: Vec<(Value, bool, String)> = Vec::new();
+        for kind in kinds {
+            let (n, got) = match kind {
+                ResourceKind::User => {
+                    let p = dir.users_page(t, skip, want).await.map_err(dir_error)?;
+                    let got: Vec<_> = p
+                        .items
+                        .iter()
+                        .filter(|u| !u.deleted)
+                        .map(|u| (user_to_json(u, &[], &self.base), false, u.id.clone()))
+                        .collect();
+                    (p.total, got)
+                }
+                ResourceKind::Group => {
+                    let p = dir.groups_page(t, skip, want).await.map_err(dir_error)?;
+                    let got: Vec<_> = p
+                        .items
+                        .iter()
+                        .map(|g| (group_to_json(g, &self.base), true, g.id.clone()))
+                        .collect();
+                    (p.total, got)
+                }
+            };
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            total = total.saturating_add(n);
+            skip = skip.saturating_sub(n);
+            want = want.saturating_sub(got.len());
+            items.extend(got);
+        }
+        self.respond_page(items, total, start, q).await
+    }
+
     /// Sorts, pages and projects the matches into a ListResponse.
     async fn page(
         &self,
@@ -781,14 +850,22 @@ impl Ctx<'_> {
             }
         }
         let total = items.len();
-        let start = q.start_index.unwrap_or(1).max(1) as usize;
-        let count = q
-            .count
-            .map(|c| c.max(0) as usize)
-            .unwrap_or(schemas::MAX_RESULTS)
-            .min(schemas::MAX_RESULTS);
+        let (start, count) = page_bounds(q);
+        let items = items.into_iter().skip(start - 1).take(count).collect();
+        self.respond_page(items, total, start, q).await
+    }
+
+    /// The ListResponse for one page of items: users' groups computed where
+    /// the item lacks them, then projected.
+    async fn respond_page(
+        &self,
+        items: Vec<(Value, bool, String)>,
+        total: usize,
+        start: usize,
+        q: &Query,
+    ) -> Result<LocalResponse, ScimError> {
         let mut page: Vec<Value> = Vec::new();
-        for (mut v, complete, id) in items.into_iter().skip(start - 1).take(count) {
+        for (mut v, complete, id) in items {
             if !complete {
                 let groups = self
                     .app

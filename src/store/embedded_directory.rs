@@ -17,6 +17,19 @@
 //!   `dir_group_external_ids` (tenant, externalId) → id
 //! - `dir_members` (tenant, group id, member id) → Member JSON (forward index)
 //! - `dir_member_of` multimap (tenant, member id) → group ids (reverse index)
+//! - `dir_user_order` (tenant, created ms, id) → () for live users, and
+//!   `dir_group_order` the same for groups: the listing order, so a page is
+//!   a skip and a short range read instead of a read of the tenant
+//! - `dir_counts` (tenant, "users" | "groups") → how many live users /
+//!   groups (absent = 0), kept with every create, tombstone and delete
+//! - `dir_schema` name → version of the derived tables above
+//!
+//! The order and count tables came after the others. A database written
+//! before them has no `listing` entry in `dir_schema`: opening it rebuilds
+//! them from `dir_users` / `dir_groups`, for every tenant, once, inside the
+//! open's write transaction (O(records), at startup), and records the
+//! entry; later opens skip it. So pages and counts are never read from a
+//! half-built index, and there is no per-request fallback to a scan.
 
 use async_trait::async_trait;
 use redb::{
@@ -31,7 +44,7 @@ use super::{StoreError, StoreResult};
 use crate::directory::rules::{self, GroupKeys, UserKeys};
 use crate::directory::{
     DirectoryError, DirectoryResult, DirectoryStore, Group, GroupRef, Member, MembershipChange,
-    User,
+    Page, User,
 };
 use crate::session::now_ms;
 use crate::webhook::outbox::Emit;
@@ -52,6 +65,15 @@ const GROUP_EXTERNAL_IDS: TableDefinition<Pair, &str> =
 const MEMBERS: TableDefinition<Triple, &[u8]> = TableDefinition::new("dir_members");
 const MEMBER_OF: MultimapTableDefinition<Pair, &str> =
     MultimapTableDefinition::new("dir_member_of");
+type Ordered = (&'static str, u64, &'static str);
+const USER_ORDER: TableDefinition<Ordered, ()> = TableDefinition::new("dir_user_order");
+const GROUP_ORDER: TableDefinition<Ordered, ()> = TableDefinition::new("dir_group_order");
+const COUNTS: TableDefinition<Pair, u64> = TableDefinition::new("dir_counts");
+const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("dir_schema");
+/// `dir_schema` entry saying the order and count tables are built.
+const LISTING: &str = "listing";
+const USERS_KIND: &str = "users";
+const GROUPS_KIND: &str = "groups";
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Embedded(e.to_string())
@@ -77,7 +99,84 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(GROUP_EXTERNAL_IDS).map_err(err)?;
     txn.open_table(MEMBERS).map_err(err)?;
     txn.open_multimap_table(MEMBER_OF).map_err(err)?;
+    txn.open_table(USER_ORDER).map_err(err)?;
+    txn.open_table(GROUP_ORDER).map_err(err)?;
+    txn.open_table(COUNTS).map_err(err)?;
+    let mut schema = txn.open_table(SCHEMA).map_err(err)?;
+    if schema.get(LISTING).map_err(err)?.is_none() {
+        build_listing(txn)?;
+        schema.insert(LISTING, 1).map_err(err)?;
+    }
     Ok(())
+}
+
+/// Builds the order and count tables from the records (see the module
+/// doc): for a database written before they existed.
+fn build_listing(txn: &WriteTransaction) -> StoreResult<()> {
+    let mut user_order = txn.open_table(USER_ORDER).map_err(err)?;
+    let mut group_order = txn.open_table(GROUP_ORDER).map_err(err)?;
+    let mut counts = txn.open_table(COUNTS).map_err(err)?;
+    user_order.retain(|_, _| false).map_err(err)?;
+    group_order.retain(|_, _| false).map_err(err)?;
+    counts.retain(|_, _| false).map_err(err)?;
+    let mut tally: std::collections::BTreeMap<(String, &str), u64> = Default::default();
+    for entry in txn.open_table(USERS).map_err(err)?.iter().map_err(err)? {
+        let (k, v) = entry.map_err(err)?;
+        let (t, id) = k.value();
+        let u: User = decode(v.value())?;
+        if !u.deleted {
+            user_order
+                .insert((t, u.meta.created_ms, id), ())
+                .map_err(err)?;
+            *tally.entry((t.to_string(), USERS_KIND)).or_default() += 1;
+        }
+    }
+    for entry in txn.open_table(GROUPS).map_err(err)?.iter().map_err(err)? {
+        let (k, v) = entry.map_err(err)?;
+        let (t, id) = k.value();
+        let g: Group = decode(v.value())?;
+        group_order
+            .insert((t, g.meta.created_ms, id), ())
+            .map_err(err)?;
+        *tally.entry((t.to_string(), GROUPS_KIND)).or_default() += 1;
+    }
+    for ((t, kind), n) in tally {
+        counts.insert((t.as_str(), kind), n).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A count from `dir_counts` (absent = 0).
+fn count(table: &impl ReadableTable<Pair, u64>, tenant: &str, kind: &str) -> StoreResult<u64> {
+    Ok(table
+        .get((tenant, kind))
+        .map_err(err)?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
+/// Ids at positions `offset .. offset + limit` of an order table's range
+/// for `tenant`.
+fn page_ids(
+    table: &impl ReadableTable<Ordered, ()>,
+    tenant: &str,
+    offset: usize,
+    limit: usize,
+    total: u64,
+) -> StoreResult<Vec<String>> {
+    let mut out = Vec::with_capacity(limit.min(1024));
+    // Past the end (by the count): no walk through the whole range.
+    if limit == 0 || u64::try_from(offset).map_or(true, |o| o >= total) {
+        return Ok(out);
+    }
+    let range = table
+        .range((tenant, 0u64, "")..(tenant, u64::MAX, "\u{10FFFF}"))
+        .map_err(err)?;
+    for entry in range.skip(offset).take(limit) {
+        let (k, _) = entry.map_err(err)?;
+        out.push(k.value().2.to_string());
+    }
+    Ok(out)
 }
 
 /// Runs a directory operation on the blocking pool.
@@ -140,6 +239,9 @@ struct Tables<'txn> {
     group_external_ids: Table<'txn, Pair, &'static str>,
     members: Table<'txn, Triple, &'static [u8]>,
     member_of: MultimapTable<'txn, Pair, &'static str>,
+    user_order: Table<'txn, Ordered, ()>,
+    group_order: Table<'txn, Ordered, ()>,
+    counts: Table<'txn, Pair, u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -154,7 +256,71 @@ impl<'txn> Tables<'txn> {
             group_external_ids: txn.open_table(GROUP_EXTERNAL_IDS).map_err(err)?,
             members: txn.open_table(MEMBERS).map_err(err)?,
             member_of: txn.open_multimap_table(MEMBER_OF).map_err(err)?,
+            user_order: txn.open_table(USER_ORDER).map_err(err)?,
+            group_order: txn.open_table(GROUP_ORDER).map_err(err)?,
+            counts: txn.open_table(COUNTS).map_err(err)?,
         })
+    }
+
+    fn add_count(&mut self, t: &str, kind: &str, delta: i64) -> StoreResult<()> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let n = count(&self.counts, t, kind)?.saturating_add_signed(delta);
+        if n == 0 {
+            self.counts.remove((t, kind)).map_err(err)?;
+        } else {
+            self.counts.insert((t, kind), n).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the user order and count in step with a write of user `id`:
+    /// `before` is the stored record (`None`: there was none), `after` the
+    /// record written (`None`: removed). Only live users are listed.
+    fn relist_user(
+        &mut self,
+        t: &str,
+        id: &str,
+        before: Option<&User>,
+        after: Option<&User>,
+    ) -> StoreResult<()> {
+        let listed = |u: Option<&User>| u.filter(|u| !u.deleted).map(|u| u.meta.created_ms);
+        let (was, is) = (listed(before), listed(after));
+        if was == is {
+            return Ok(());
+        }
+        if let Some(c) = was {
+            self.user_order.remove((t, c, id)).map_err(err)?;
+        }
+        if let Some(c) = is {
+            self.user_order.insert((t, c, id), ()).map_err(err)?;
+        }
+        self.add_count(t, USERS_KIND, is.is_some() as i64 - was.is_some() as i64)
+    }
+
+    /// As `relist_user`, for groups (every stored group is listed).
+    fn relist_group(
+        &mut self,
+        t: &str,
+        id: &str,
+        before: Option<&Group>,
+        after: Option<&Group>,
+    ) -> StoreResult<()> {
+        let (was, is) = (
+            before.map(|g| g.meta.created_ms),
+            after.map(|g| g.meta.created_ms),
+        );
+        if was == is {
+            return Ok(());
+        }
+        if let Some(c) = was {
+            self.group_order.remove((t, c, id)).map_err(err)?;
+        }
+        if let Some(c) = is {
+            self.group_order.insert((t, c, id), ()).map_err(err)?;
+        }
+        self.add_count(t, GROUPS_KIND, is.is_some() as i64 - was.is_some() as i64)
     }
 
     fn user(&self, t: &str, id: &str) -> StoreResult<Option<User>> {
@@ -472,6 +638,7 @@ impl DirectoryStore for EmbeddedStore {
             w.check_user_keys(t, &user.id, &keys)?;
             w.index_user(t, &user.id, &keys)?;
             w.put_user(t, &user)?;
+            w.relist_user(t, &user.id, None, Some(&user))?;
             emit.fill_user(&user);
             Ok(user)
         })
@@ -551,6 +718,7 @@ impl DirectoryStore for EmbeddedStore {
             w.unindex_user(&t, &user.id, &old)?;
             w.index_user(&t, &user.id, &new)?;
             w.put_user(&t, &user)?;
+            w.relist_user(&t, &user.id, Some(&current), Some(&user))?;
             emit.fill_user(&user);
             Ok(user)
         })
@@ -566,6 +734,7 @@ impl DirectoryStore for EmbeddedStore {
                 .ok_or(DirectoryError::NotFound { what: "user" })?;
             w.unindex_user(&t, &id, &UserKeys::of(&current))?;
             w.users.remove((t.as_str(), id.as_str())).map_err(err)?;
+            w.relist_user(&t, &id, Some(&current), None)?;
             w.leave_all_groups(&t, &id, now)?;
             emit.fill_user(&rules::as_deleted(&current));
             Ok(())
@@ -588,6 +757,7 @@ impl DirectoryStore for EmbeddedStore {
             let user = rules::tombstone(&current, now)?;
             w.unindex_user(&t, &id, &UserKeys::of(&current))?;
             w.put_user(&t, &user)?;
+            w.relist_user(&t, &id, Some(&current), Some(&user))?;
             w.leave_all_groups(&t, &id, now)?;
             emit.fill_user(&user);
             Ok(user)
@@ -617,6 +787,48 @@ impl DirectoryStore for EmbeddedStore {
         .await
     }
 
+    async fn count_users(&self, tenant: &str) -> DirectoryResult<u64> {
+        let t = tenant.to_string();
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            Ok(count(
+                &txn.open_table(COUNTS).map_err(err)?,
+                &t,
+                USERS_KIND,
+            )?)
+        })
+        .await
+    }
+
+    async fn users_page(
+        &self,
+        tenant: &str,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<Page<User>> {
+        let t = tenant.to_string();
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let total = count(&txn.open_table(COUNTS).map_err(err)?, &t, USERS_KIND)?;
+            let ids = page_ids(
+                &txn.open_table(USER_ORDER).map_err(err)?,
+                &t,
+                offset,
+                limit,
+                total,
+            )?;
+            let users = txn.open_table(USERS).map_err(err)?;
+            let mut items = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(u) = load::<User>(&users, &t, &id)?.filter(|u| !u.deleted) {
+                    items.push(u);
+                }
+            }
+            Ok(Page { total, items })
+        })
+        .await
+    }
+
     async fn create_group_emit(
         &self,
         tenant: &str,
@@ -636,6 +848,7 @@ impl DirectoryStore for EmbeddedStore {
             let mut members = w.resolve_members(&t, &ids)?;
             w.index_group(&t, &group.id, &keys)?;
             w.put_group(&t, &group)?;
+            w.relist_group(&t, &group.id, None, Some(&group))?;
             for m in &members {
                 w.put_member(&t, &group.id, m)?;
             }
@@ -702,6 +915,7 @@ impl DirectoryStore for EmbeddedStore {
             }
             group.meta = rules::next_meta(&current.meta, now);
             w.put_group(&t, &group)?;
+            w.relist_group(&t, &group.id, Some(&current), Some(&group))?;
             members.sort_by(|a, b| a.value.cmp(&b.value));
             group.members = members;
             emit.fill_group(&group);
@@ -724,6 +938,7 @@ impl DirectoryStore for EmbeddedStore {
                 w.remove_member(&t, &id, &m)?;
             }
             w.groups.remove((t.as_str(), id.as_str())).map_err(err)?;
+            w.relist_group(&t, &id, Some(&current), None)?;
             w.leave_all_groups(&t, &id, now)?;
             Ok(())
         })
@@ -813,6 +1028,50 @@ impl DirectoryStore for EmbeddedStore {
             }
             rules::sort_groups(&mut out);
             Ok(out)
+        })
+        .await
+    }
+
+    async fn count_groups(&self, tenant: &str) -> DirectoryResult<u64> {
+        let t = tenant.to_string();
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            Ok(count(
+                &txn.open_table(COUNTS).map_err(err)?,
+                &t,
+                GROUPS_KIND,
+            )?)
+        })
+        .await
+    }
+
+    async fn groups_page(
+        &self,
+        tenant: &str,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<Page<Group>> {
+        let t = tenant.to_string();
+        run(self, move |db| {
+            let txn = db.begin_read().map_err(err)?;
+            let total = count(&txn.open_table(COUNTS).map_err(err)?, &t, GROUPS_KIND)?;
+            let ids = page_ids(
+                &txn.open_table(GROUP_ORDER).map_err(err)?,
+                &t,
+                offset,
+                limit,
+                total,
+            )?;
+            let groups = txn.open_table(GROUPS).map_err(err)?;
+            let members = txn.open_table(MEMBERS).map_err(err)?;
+            let mut items = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(mut g) = load::<Group>(&groups, &t, &id)? {
+                    g.members = load_members(&members, &t, &id)?;
+                    items.push(g);
+                }
+            }
+            Ok(Page { total, items })
         })
         .await
     }

@@ -17,6 +17,12 @@
 //! one tenant's keys share a slot and scripts may touch any of them:
 //! - `T user:<id>` hash: `rec` (User JSON, tombstones included), `v` (version)
 //! - `T users` sorted set of live user ids, score = created ms (listing order)
+//!   Ties on the score are ordered by member, byte-wise, which is the id
+//!   order of `rules::sort_users`; so the set is the listing order, `ZRANGE`
+//!   by rank reads a page in O(log n + page) and `ZCARD` is the live-user
+//!   count, both kept by the same script as the record (`PUT_USER` adds a
+//!   live user and removes a tombstoned or deleted one). The set has been
+//!   written since the first release of this backend: nothing to rebuild.
 //! - `T idx:user_name` hash folded userName → id; `T idx:user_ext` hash
 //!   externalId → id; `T idx:email:<folded email>` set of ids (live users)
 //! - `T group:<id>` hash: `rec` (Group JSON without members), `v` (version),
@@ -24,7 +30,8 @@
 //!   `x` (externalId or empty). `v`/`lm`/`cr` are authoritative over `rec`'s
 //!   meta, because membership scripts bump them without rewriting `rec`.
 //! - `T group:<id>:members` hash member id → Member JSON (forward index)
-//! - `T groups` sorted set of group ids, score = created ms
+//! - `T groups` sorted set of group ids, score = created ms (listing order
+//!   and count, as `T users`)
 //! - `T idx:group_name` hash folded displayName → id; `T idx:group_ext` hash
 //!   externalId → id
 //! - `T member_of:<member id>` set of group ids (reverse index)
@@ -47,7 +54,7 @@ use super::{StoreError, StoreResult};
 use crate::directory::rules::{self, GroupKeys, UserKeys};
 use crate::directory::{
     DirectoryError, DirectoryResult, DirectoryStore, Group, GroupRef, Member, MembershipChange,
-    User,
+    Page, User,
 };
 use crate::session::now_ms;
 use crate::webhook::outbox::Emit;
@@ -411,6 +418,35 @@ impl RedisStore {
             Reply::Race => Ok(false),
             Reply::Version(_) => Err(unexpected("version")),
         }
+    }
+
+    /// The size of the sorted set `key` and the ids at ranks
+    /// `offset .. offset + limit`, read in one MULTI/EXEC.
+    async fn ranked(
+        &self,
+        key: String,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<(u64, Vec<String>)> {
+        if limit == 0 {
+            let total: u64 = self.conn().zcard(&key).await.map_err(StoreError::from)?;
+            return Ok((total, Vec::new()));
+        }
+        let Ok(start) = isize::try_from(offset) else {
+            // Past any sorted set Redis can hold.
+            let total: u64 = self.conn().zcard(&key).await.map_err(StoreError::from)?;
+            return Ok((total, Vec::new()));
+        };
+        // A stop beyond isize is "to the end" (-1).
+        let stop = isize::try_from(offset.saturating_add(limit - 1)).unwrap_or(-1);
+        let (total, ids): (u64, Vec<String>) = redis::pipe()
+            .atomic()
+            .zcard(&key)
+            .zrange(&key, start, stop)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(StoreError::from)?;
+        Ok((total, ids))
     }
 
     async fn read_user(&self, t: &str, id: &str) -> DirectoryResult<Option<User>> {
@@ -845,6 +881,30 @@ impl DirectoryStore for RedisStore {
         Ok(users)
     }
 
+    async fn count_users(&self, tenant: &str) -> DirectoryResult<u64> {
+        let key = format!("{}users", self.dir_prefix(tenant));
+        Ok(self.conn().zcard(key).await.map_err(StoreError::from)?)
+    }
+
+    async fn users_page(
+        &self,
+        tenant: &str,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<Page<User>> {
+        let t = self.dir_prefix(tenant);
+        let (total, ids) = self.ranked(format!("{t}users"), offset, limit).await?;
+        // A user deleted between the two reads is left out: the page is short
+        // by one, as a full read racing the same delete would be.
+        let items = self
+            .read_users(&t, &ids)
+            .await?
+            .into_iter()
+            .filter(|u| !u.deleted)
+            .collect();
+        Ok(Page { total, items })
+    }
+
     async fn create_group_emit(
         &self,
         tenant: &str,
@@ -1003,6 +1063,23 @@ impl DirectoryStore for RedisStore {
         let mut groups = self.read_groups(&t, &ids).await?;
         rules::sort_groups(&mut groups);
         Ok(groups)
+    }
+
+    async fn count_groups(&self, tenant: &str) -> DirectoryResult<u64> {
+        let key = format!("{}groups", self.dir_prefix(tenant));
+        Ok(self.conn().zcard(key).await.map_err(StoreError::from)?)
+    }
+
+    async fn groups_page(
+        &self,
+        tenant: &str,
+        offset: usize,
+        limit: usize,
+    ) -> DirectoryResult<Page<Group>> {
+        let t = self.dir_prefix(tenant);
+        let (total, ids) = self.ranked(format!("{t}groups"), offset, limit).await?;
+        let items = self.read_groups(&t, &ids).await?;
+        Ok(Page { total, items })
     }
 
     async fn groups_of_user(
