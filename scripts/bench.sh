@@ -19,6 +19,8 @@
 #   make bench                       # ROUNDS=5 DURATION=5 CONNS=32
 #   ROUNDS=3 DURATION=3 scripts/bench.sh
 #   BENCH_SKIP_MICRO=1 ...           # skip the criterion micro-benchmarks
+#   BENCH_WRK=0 BENCH_PROFILE=0 ...  # callgrind figures only (comparing commits)
+#   BENCH_KEEP=1 ...                 # keep the work directory (logs, callgrind files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,7 +41,10 @@ cargo build --release --bin portcullis --example bare_proxy 2>&1 | tail -1
 
 work=$(mktemp -d)
 pids=()
-cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() {
+  kill -9 "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
+}
 trap cleanup EXIT
 
 # Core 0 for the load generator, core 1 for the servers (one core machines
@@ -50,6 +55,12 @@ SRV_CPU=$(( ncpu > 1 ? 1 : 0 ))
 pin() { taskset -c "$1" "${@:2}"; }
 
 A=18430 P=18481 B=18480 D=18482 ADMIN=18490
+for port in $A $P $B $D $ADMIN; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "bench: port $port is in use; stop what listens there first" >&2
+    exit 1
+  fi
+done
 
 # --- nginx: the app (A) and the nginx proxy (D), one process each ---------
 mkdir -p "$work/nginx"
@@ -74,8 +85,15 @@ http {
 CONF
 }
 nginx_conf app "server { listen 127.0.0.1:$A; location / { return 200 \"ok\n\"; } }"
+# D does what Portcullis does on every request besides identity: the
+# X-Forwarded-* headers and an access line per request, buffered as ours is
+# (4 KiB, flushed every 100 ms).
 nginx_conf proxy "upstream app { server 127.0.0.1:$A; keepalive 128; }
-  server { listen 127.0.0.1:$D; location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+  server { listen 127.0.0.1:$D;
+    access_log $work/nginx/proxy.access combined buffer=4k flush=100ms;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\";
+      proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host; } }"
 taskset -c $SRV_CPU nginx -c "$work/nginx/app.conf" & pids+=($!); PID_A=$!
 taskset -c $SRV_CPU nginx -c "$work/nginx/proxy.conf" & pids+=($!); PID_D=$!
 
@@ -174,6 +192,7 @@ urls() { # target -> url and server pids
   esac
 }
 
+[ "${BENCH_WRK:-1}" = 1 ] || ROUNDS=0
 echo "bench: $ROUNDS rounds x 5 targets x ${DURATION}s keep-alive, then new-connection rounds" >&2
 for r in $(seq 1 "$ROUNDS"); do
   for t in A P B C D; do
@@ -207,7 +226,7 @@ if [ "${BENCH_PROFILE:-1}" = 1 ] && command -v perf >/dev/null; then
       echo
       echo '```'
       perf report -i "$work/perf.$t.data" --no-children --sort dso,symbol --percent-limit 1.2 --stdio -g none 2>/dev/null \
-        | grep -E '^ +[0-9]' | sed -E 's/ +-? +-? *$//' | head -40
+        | grep -E '^ +[0-9]' | sed -E 's/ +-? +-? *$//' | head -40 || true
       echo '```'
       echo
     } >> "$profiles"
@@ -227,15 +246,17 @@ count_instr() { # name port path header -- cmd...
   local vp=$!
   for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$port/.portcullis/healthz" && break; sleep 0.2; done
   ab -q -k -n 300 -c 8 -H "$header" "http://127.0.0.1:$port$path" >/dev/null 2>&1
-  callgrind_control -i on "$vp" >/dev/null
+  callgrind_control -i on "$vp" >/dev/null || true
   ab -q -k -n 3000 -c 8 -H "$header" "http://127.0.0.1:$port$path" >/dev/null 2>&1
-  callgrind_control -i off "$vp" >/dev/null
-  callgrind_control -d "$vp" >/dev/null
+  callgrind_control -i off "$vp" >/dev/null || true
+  callgrind_control -d "$vp" >/dev/null || true
   sleep 1
   kill -9 "$vp" 2>/dev/null; wait "$vp" 2>/dev/null || true
   local f total
-  f=$(ls -t "$out"* | head -1)
-  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}')
+  # (|| true: under pipefail, a reader that stops early SIGPIPEs the writer)
+  # (the newest dump, not the .log beside it, which may be written later)
+  f=$(ls -t "$out" "$out".[0-9]* 2>/dev/null | head -1 || true)
+  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1; exit}' || true)
   printf '%s\t%s\n' "$name" "$(( total / 3000 ))" >> "$instr"
 }
 if [ "${BENCH_CALLGRIND:-1}" = 1 ]; then

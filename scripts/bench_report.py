@@ -16,7 +16,7 @@ NAMES = {
     "P": "bare pingora `ProxyHttp` -> app",
     "B": "Portcullis, public path -> app",
     "C": "Portcullis, signed-in (session + JWT + plain headers) -> app",
-    "D": "nginx `proxy_pass` (keep-alive upstream) -> app",
+    "D": "nginx `proxy_pass` (keep-alive upstream, X-Forwarded-*, buffered access log) -> app",
 }
 
 
@@ -53,7 +53,9 @@ def main() -> int:
     w(f"- Versions: pingora {a.pingora}, nginx {a.nginx}, wrk {a.wrk}")
     w(f"- Method: {a.rounds} alternating rounds of A P B C D, {a.duration} s each, `wrk -t1 -c{a.conns} --latency`;"
       " each server single-threaded; figures are medians. Server CPU is the utime+stime of the"
-      " proxy and the app during the run, per request wrk counted.")
+      " proxy and the app during the run, per request wrk counted. Like the gateway, nginx D sets"
+      " X-Forwarded-For/Proto/Host and writes an access line per request (buffer=4k flush=100ms, as"
+      " the gateway's access log); P is pingora with nothing added.")
     w("")
     w("## Request path, keep-alive")
     w("")

@@ -55,6 +55,9 @@ pub enum StartError {
     Saml(String, String),
 }
 
+/// How often an upstream given by host name is looked up again.
+pub const UPSTREAM_RESOLVE_EVERY: Duration = Duration::from_secs(30);
+
 /// Where and how requests are forwarded.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -63,11 +66,20 @@ pub struct Upstream {
     pub tls: bool,
     /// `host[:port]` as the app expects it when Host is not preserved.
     pub authority: String,
+    /// `authority` as a header value, made once.
+    pub authority_value: http::HeaderValue,
+    /// The address requests go to: fixed for an IP literal; for a host name
+    /// the last successful lookup, refreshed in the background
+    /// (`UPSTREAM_RESOLVE_EVERY`) so no request waits on DNS. Shared by clones.
+    resolved: Arc<arc_swap::ArcSwapOption<SocketAddr>>,
 }
 
 impl Upstream {
     fn from_config(cfg: &Config) -> Self {
-        let u = &cfg.upstream.url.0;
+        Self::from_url(&cfg.upstream.url.0)
+    }
+
+    fn from_url(u: &url::Url) -> Self {
         let tls = u.scheme() == "https";
         let host = u
             .host_str()
@@ -81,25 +93,50 @@ impl Upstream {
             Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
             None => u.host_str().unwrap_or_default().to_string(),
         };
+        let fixed = host
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| Arc::new(SocketAddr::new(ip, port)));
+        let authority_value = http::HeaderValue::from_str(&authority)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
         Self {
             host,
             port,
             tls,
             authority,
+            authority_value,
+            resolved: Arc::new(arc_swap::ArcSwapOption::new(fixed)),
         }
     }
 
-    /// Resolves the upstream host (IP literals without a lookup).
+    /// True when the upstream is a host name (looked up, and refreshed).
+    pub fn needs_lookup(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_err()
+    }
+
+    /// The upstream's address: the kept one, or a lookup when none has
+    /// succeeded yet.
     pub async fn resolve(&self) -> std::io::Result<SocketAddr> {
-        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
-            return Ok(SocketAddr::new(ip, self.port));
+        if let Some(addr) = self.resolved.load().as_deref() {
+            return Ok(*addr);
         }
-        tokio::net::lookup_host((self.host.as_str(), self.port))
+        self.refresh().await
+    }
+
+    /// Looks the host name up again and keeps the answer; a failed lookup
+    /// keeps the previous address (the app has not moved because DNS blinked).
+    pub async fn refresh(&self) -> std::io::Result<SocketAddr> {
+        let found = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await?
             .next()
             .ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "upstream host has no address")
-            })
+            })?;
+        let previous = self.resolved.swap(Some(Arc::new(found)));
+        if previous.as_deref().is_some_and(|p| *p != found) {
+            tracing::info!(host = %self.host, address = %found, "upstream address changed");
+        }
+        Ok(found)
     }
 }
 
@@ -112,7 +149,9 @@ pub struct App {
     pub policy: Policy,
     pub upstream: Upstream,
     /// Exact inbound header names to remove (configured + our own).
-    pub strip: HashSet<HeaderName>,
+    /// (foldhash: looked up for every inbound header; the set is fixed at
+    /// start, so there is nothing for a flood of chosen names to grow.)
+    pub strip: HashSet<HeaderName, foldhash::fast::RandomState>,
     pub prefix: String,
     pub admin_token: Option<crate::secret::TokenHash>,
     /// The IdP registry; swapped when fetched IdP metadata changes.
@@ -191,7 +230,8 @@ impl App {
             .saml
             .as_ref()
             .is_some_and(|s| s.mode == crate::config::SsoMode::Optional);
-        let mut strip: HashSet<HeaderName> = minter.header_names().into_iter().collect();
+        let mut strip: HashSet<HeaderName, foldhash::fast::RandomState> =
+            minter.header_names().into_iter().collect();
         for h in &cfg.identity.strip_headers {
             if let Ok(n) = HeaderName::from_bytes(h.replace('_', "-").as_bytes()) {
                 strip.insert(n);
@@ -351,6 +391,17 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
 /// Background upkeep on the state runtime: expired-session sweeps and IdP
 /// metadata refresh.
 fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
+    if app.upstream.needs_lookup() {
+        let upstream = app.upstream.clone();
+        rt.spawn(async move {
+            loop {
+                if let Err(e) = upstream.refresh().await {
+                    tracing::warn!(host = %upstream.host, error = %e, "upstream lookup failed; keeping the last address");
+                }
+                tokio::time::sleep(UPSTREAM_RESOLVE_EVERY).await;
+            }
+        });
+    }
     if let Some(saml) = app.cfg.saml.clone() {
         if let Some(every) = crate::saml::remote::refresh_interval(&saml) {
             let app = app.clone();
@@ -394,4 +445,38 @@ fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        Upstream::from_url(&url.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_ip_upstream_is_never_looked_up() {
+        let u = upstream("http://127.0.0.1:9");
+        assert!(!u.needs_lookup());
+        assert_eq!(u.resolve().await.unwrap(), "127.0.0.1:9".parse().unwrap());
+        let v6 = upstream("http://[::1]:8080");
+        assert!(!v6.needs_lookup());
+        assert_eq!(v6.resolve().await.unwrap(), "[::1]:8080".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_kept_and_a_failed_lookup_keeps_the_last_address() {
+        let u = upstream("http://localhost:9");
+        assert!(u.needs_lookup());
+        let first = u.resolve().await.unwrap();
+        assert!(first.ip().is_loopback() && first.port() == 9);
+        // A clone shares the kept address; point it at a name that cannot
+        // resolve (RFC 6761 .invalid): the refresh fails, the address stays.
+        let mut broken = u.clone();
+        broken.host = "no-such-host.invalid".into();
+        assert!(broken.refresh().await.is_err());
+        assert_eq!(broken.resolve().await.unwrap(), first);
+        assert_eq!(u.resolve().await.unwrap(), first);
+    }
 }

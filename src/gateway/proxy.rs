@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::header::{COOKIE, HOST};
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -21,7 +21,7 @@ use super::{pages, App};
 use crate::identity::Minted;
 use crate::policy::{normalize_path, Decision, Policy};
 use crate::session::{cookie, now_ms, LiveSession};
-use crate::telemetry;
+use crate::telemetry::{self, access, Outcome};
 
 pub struct Proxy {
     app: Arc<App>,
@@ -41,7 +41,32 @@ pub struct Ctx {
     rewrite: Option<String>,
     tls: bool,
     client_ip: Option<IpAddr>,
-    outcome: &'static str,
+    /// `client_ip` as text, for X-Forwarded-For and the access log.
+    client_text: Option<HeaderValue>,
+    outcome: Outcome,
+}
+
+/// The client address as a header value. Consecutive requests on a worker
+/// mostly come from one address (keep-alive, or the one load balancer in
+/// front), so the last one is kept per thread: formatting an address costs
+/// ~1k instructions and an allocation, the cached value a reference count.
+fn client_text(ip: IpAddr) -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((cached, v)) if *cached == ip => v.clone(),
+            _ => {
+                let v = HeaderValue::from_str(&ip.to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static(""));
+                *last = Some((ip, v.clone()));
+                v
+            }
+        }
+    })
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -53,6 +78,12 @@ static SPOOFABLE_FORWARDING: [HeaderName; 4] = [
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
 ];
+
+/// A forwarding header only a trusted hop may set. (X-Forwarded-For is
+/// not here: it is always rewritten, from this hop's view when untrusted.)
+fn is_forwarding(name: &HeaderName) -> bool {
+    *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST || SPOOFABLE_FORWARDING.contains(name)
+}
 
 /// Writes a complete local response.
 async fn write_local(session: &mut Session, resp: LocalResponse) -> Result<bool> {
@@ -125,7 +156,8 @@ impl ProxyHttp for Proxy {
             rewrite: None,
             tls: false,
             client_ip: None,
-            outcome: "proxied",
+            client_text: None,
+            outcome: Outcome::Proxied,
         }
     }
 
@@ -139,6 +171,7 @@ impl ProxyHttp for Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.client_text = ctx.client_ip.map(client_text);
 
         let req = session.req_header();
         let method = req.method.clone();
@@ -150,7 +183,7 @@ impl ProxyHttp for Proxy {
             Err(e) => {
                 let reference = pages::reference_id();
                 tracing::info!(reference, path = %raw_path, reason = %e, "refused unnormalizable path");
-                ctx.outcome = "bad_path";
+                ctx.outcome = Outcome::BadPath;
                 let reason = format!("The request path is not acceptable: {e}.");
                 let resp = if app.scim.as_ref().is_some_and(|s| s.owns(&raw_path)) {
                     crate::scim::server::refused(400, &reason, &reference)
@@ -172,7 +205,7 @@ impl ProxyHttp for Proxy {
                 Err(e) => {
                     let reference = pages::reference_id();
                     tracing::error!(reference, error = %e, "session store unavailable; refusing request");
-                    ctx.outcome = "store_unavailable";
+                    ctx.outcome = Outcome::StoreUnavailable;
                     let resp = local::unavailable(&session.req_header().headers, &reference);
                     return write_local(session, resp).await;
                 }
@@ -181,7 +214,7 @@ impl ProxyHttp for Proxy {
         };
 
         if app.is_local(&norm.matched) {
-            ctx.outcome = "local";
+            ctx.outcome = Outcome::Local;
             let has_body = !matches!(
                 method,
                 http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
@@ -194,7 +227,7 @@ impl ProxyHttp for Proxy {
                         // is not reused) rather than let pingora send a 500.
                         let reference = pages::reference_id();
                         tracing::info!(reference, path = %norm.matched, error = %e, "refused unreadable request body");
-                        ctx.outcome = "bad_body";
+                        ctx.outcome = Outcome::BadBody;
                         let reason = "The request body could not be read (malformed or truncated).";
                         let resp = if app.scim.as_ref().is_some_and(|s| s.owns(&norm.matched)) {
                             crate::scim::server::refused(400, reason, &reference)
@@ -257,11 +290,11 @@ impl ProxyHttp for Proxy {
                 if norm.forward != raw_path {
                     ctx.rewrite = Some(target);
                 }
-                ctx.outcome = "anonymous";
+                ctx.outcome = Outcome::Anonymous;
                 Ok(false)
             }
             Decision::NeedLogin => {
-                ctx.outcome = "unauthenticated";
+                ctx.outcome = Outcome::Unauthenticated;
                 let resp =
                     local::unauthenticated(app, &session.req_header().headers, &method, &target);
                 write_local(session, resp).await
@@ -273,7 +306,7 @@ impl ProxyHttp for Proxy {
                     .map(|s| s.principal().sub.clone())
                     .unwrap_or_default();
                 tracing::info!(reference, %sub, path = %norm.matched, "access denied by policy");
-                ctx.outcome = "forbidden";
+                ctx.outcome = Outcome::Forbidden;
                 let resp = local::forbidden(&session.req_header().headers, &reference);
                 write_local(session, resp).await
             }
@@ -306,11 +339,14 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let app = &self.app;
-        // 1. Nothing the client sent may pose as identity.
+        // 1. Nothing the client sent may pose as identity, nor (unless the
+        // hop before is trusted) as forwarding information. One pass over
+        // the headers; removals only for what is there.
+        let trust = app.cfg.server.trust_forwarded_headers;
         let spoofed: Vec<HeaderName> = req
             .headers
             .keys()
-            .filter(|n| app.must_strip(n))
+            .filter(|n| app.must_strip(n) || (!trust && is_forwarding(n)))
             .cloned()
             .collect();
         for name in &spoofed {
@@ -332,44 +368,50 @@ impl ProxyHttp for Proxy {
                 req.insert_header(COOKIE, rest)?;
             }
         }
-        // 3. Forwarding headers, from what this hop saw.
-        let trust = app.cfg.server.trust_forwarded_headers;
-        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let xff = match req
+        // 3. Forwarding headers, from what this hop saw. Names go in as
+        // prepared `Bytes` (pingora would otherwise title-case a copy of
+        // each) and values are shared, not copied, where they can be.
+        let client = ctx
+            .client_text
+            .clone()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        let prev = req
             .headers
             .get(&X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) if trust && !prev.is_empty() => format!("{prev}, {client}"),
-            _ => client,
-        };
-        let host = req
-            .headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| session.req_header().uri.authority().map(|a| a.to_string()));
-        if !trust {
-            req.remove_header(&X_FORWARDED_PROTO);
-            req.remove_header(&X_FORWARDED_HOST);
-            for h in &SPOOFABLE_FORWARDING {
-                req.remove_header(h);
+            .filter(|p| trust && !p.is_empty());
+        let xff = match prev {
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + client.len());
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(client.as_bytes());
+                HeaderValue::from_bytes(&v).unwrap_or(client)
             }
-        }
-        req.insert_header(X_FORWARDED_FOR.clone(), xff)?;
+            None => client,
+        };
+        let host = match req.headers.get(HOST) {
+            Some(h) => Some(h.clone()),
+            None => session
+                .req_header()
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        req.insert_header(Bytes::from_static(b"X-Forwarded-For"), xff)?;
         if req.headers.get(&X_FORWARDED_PROTO).is_none() {
+            let proto = if ctx.tls { "https" } else { "http" };
             req.insert_header(
-                X_FORWARDED_PROTO.clone(),
-                if ctx.tls { "https" } else { "http" },
+                Bytes::from_static(b"X-Forwarded-Proto"),
+                HeaderValue::from_static(proto),
             )?;
         }
         if req.headers.get(&X_FORWARDED_HOST).is_none() {
-            if let Some(h) = &host {
-                req.insert_header(X_FORWARDED_HOST.clone(), h.as_str())?;
+            if let Some(h) = host {
+                req.insert_header(Bytes::from_static(b"X-Forwarded-Host"), h)?;
             }
         }
         if !app.cfg.upstream.preserve_host {
-            req.insert_header(HOST, app.upstream.authority.as_str())?;
+            req.insert_header(HOST, app.upstream.authority_value.clone())?;
         }
         // 4. The path the policy judged is the path the app gets.
         if let Some(target) = ctx.rewrite.take() {
@@ -417,7 +459,7 @@ impl ProxyHttp for Proxy {
         if code > 0 {
             let reference = pages::reference_id();
             tracing::warn!(reference, status = code, error = %e, "request failed");
-            ctx.outcome = "upstream_error";
+            ctx.outcome = Outcome::UpstreamError;
             let (title, msg) = match code {
                 502 => ("Application unavailable", "The application behind this gateway is not answering. Please try again shortly."),
                 504 => ("Application timed out", "The application behind this gateway took too long to answer."),
@@ -444,18 +486,17 @@ impl ProxyHttp for Proxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         telemetry::observe_request(ctx.outcome, status, elapsed);
-        if self.app.cfg.log.access {
+        if access::enabled() {
             let req = session.req_header();
-            tracing::info!(
-                target: "portcullis::access",
-                method = %req.method,
-                path = %req.uri.path(),
+            access::log(&access::Record {
+                method: req.method.as_str(),
+                path: req.uri.path(),
                 status,
-                outcome = ctx.outcome,
-                sub = ctx.session.as_ref().map(|s| s.principal().sub.as_str()).unwrap_or("-"),
-                client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                ms = elapsed.as_secs_f64() * 1000.0,
-            );
+                outcome: ctx.outcome,
+                sub: ctx.session.as_ref().map(|s| s.principal().sub.as_str()),
+                client: ctx.client_text.as_ref().and_then(|v| v.to_str().ok()),
+                elapsed,
+            });
         }
     }
 }

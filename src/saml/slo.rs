@@ -31,10 +31,7 @@ fn now() -> String {
 
 fn new_id() -> String {
     let b = crate::secret::random_bytes::<16>();
-    format!(
-        "_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
+    format!("_{}", hex::encode(b))
 }
 
 /// `base` + `?param=<deflated base64 xml>[&RelayState=]`, signed when the SP has a key.

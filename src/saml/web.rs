@@ -144,7 +144,7 @@ fn random_b64(n: usize) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Sends the browser to the IdP with an AuthnRequest remembered in the store.

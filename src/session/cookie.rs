@@ -35,15 +35,19 @@ pub fn find_session_id<'a>(
 pub fn strip_session_cookie(value: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(value);
     let bare = name.strip_prefix("__Host-").unwrap_or(name);
-    let kept: Vec<&str> = text
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| {
-            let k = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
-            !pair.is_empty() && k != name && k != bare && k != format!("__Host-{bare}")
-        })
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+    let ours = |k: &str| k == name || k == bare || k.strip_prefix("__Host-") == Some(bare);
+    let mut kept = String::new();
+    for pair in text.split(';').map(str::trim) {
+        let k = pair.split_once('=').map(|(k, _)| k.trim()).unwrap_or(pair);
+        if pair.is_empty() || ours(k) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
+    (!kept.is_empty()).then_some(kept)
 }
 
 /// `Set-Cookie` that installs a session. No `Max-Age`: the cookie ends with

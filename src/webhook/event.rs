@@ -93,10 +93,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventType, tenant: &str, source: Source, actor: &str, data: Value) -> Self {
-        let id = crate::secret::random_bytes::<16>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
+        let id = hex::encode(crate::secret::random_bytes::<16>());
         Self {
             id: format!("evt_{id}"),
             kind,

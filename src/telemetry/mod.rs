@@ -1,20 +1,23 @@
 //! `telemetry` owns logs and metrics: the tracing subscriber (text or JSON)
 //! and the Prometheus metrics served on the admin listener.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
+
+pub mod access;
+pub use access::Outcome;
 
 use prometheus::{
     register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
 };
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
 
 use crate::config::{LogConfig, LogFormat};
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "portcullis_requests_total",
-        "Requests by outcome (proxied, local, unauthenticated, forbidden, bad_path, store_unavailable, upstream_error) and status class",
+        "Requests by outcome (proxied, local, anonymous, unauthenticated, forbidden, bad_path, bad_body, store_unavailable, upstream_error) and status class",
         &["outcome", "status"]
     )
     .expect("metric registers once")
@@ -113,18 +116,28 @@ pub fn observe_webhook_attempt(target: &str, mode: &str, result: &str, elapsed: 
         .observe(elapsed.as_secs_f64());
 }
 
-pub fn observe_request(outcome: &'static str, status: u16, elapsed: Duration) {
-    let class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
+pub fn observe_request(outcome: Outcome, status: u16, elapsed: Duration) {
+    /// Labelled children resolved once: `with_label_values` hashes the
+    /// labels and takes a lock on every call.
+    struct Children {
+        counts: [[OnceLock<IntCounter>; 6]; Outcome::COUNT],
+        seconds: [OnceLock<Histogram>; Outcome::COUNT],
+    }
+    static CHILDREN: Children = Children {
+        counts: [const { [const { OnceLock::new() }; 6] }; Outcome::COUNT],
+        seconds: [const { OnceLock::new() }; Outcome::COUNT],
     };
-    REQUESTS.with_label_values(&[outcome, class]).inc();
-    REQUEST_SECONDS
-        .with_label_values(&[outcome])
+    const CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    let class = match status {
+        100..=599 => usize::from(status / 100),
+        _ => 0,
+    };
+    let o = outcome.index();
+    CHILDREN.counts[o][class]
+        .get_or_init(|| REQUESTS.with_label_values(&[outcome.as_str(), CLASSES[class]]))
+        .inc();
+    CHILDREN.seconds[o]
+        .get_or_init(|| REQUEST_SECONDS.with_label_values(&[outcome.as_str()]))
         .observe(elapsed.as_secs_f64());
 }
 
@@ -166,4 +179,7 @@ pub fn init(cfg: &LogConfig) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // The access log bypasses tracing (see `access`) but obeys its filter.
+    let filtered_in = tracing::enabled!(target: "portcullis::access", tracing::Level::INFO);
+    access::configure(cfg.access && filtered_in, cfg.format);
 }

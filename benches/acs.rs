@@ -1,0 +1,120 @@
+//! What a SAML sign-in costs the ACS in CPU: distinct, freshly signed
+//! RSA-2048 responses (a signed assertion; a signed response around a signed
+//! assertion; an encrypted assertion) through `inspect` + `verify`, exactly
+//! as the ACS runs them. Logins per second per core = 1 / time. The store
+//! work around it (pending request, replay marker, session) is a few store
+//! calls, measured in `benches/directory.rs`' terms; this is the part that
+//! grows with the XML. `cargo bench --bench acs`; issue 11 asks for >= 2,000
+//! validated logins/s.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+#[path = "../tests/support/idp.rs"]
+mod idp;
+
+use idp::{Encryption, ResponseOpts, TestIdp};
+use portcullis::saml::response::{inspect, verify};
+
+const ENTITY: &str = "http://localhost:8080";
+const ACS: &str = "http://localhost:8080/.portcullis/saml/acs";
+/// Distinct responses per case, cycled through.
+const DISTINCT: usize = 256;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    registry: portcullis::saml::idp::Registry,
+    idp: TestIdp,
+    sp_cert_pem: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let idp = TestIdp::new("https://idp.example.test/metadata");
+    let cert = idp.write_cert(d, "idp.pem");
+    // The SP's own key pair (for encrypted assertions): another TestIdp's.
+    let sp = TestIdp::new("sp");
+    std::fs::write(d.join("sp.key"), sp.private_key_pem()).unwrap();
+    std::fs::write(d.join("sp.crt"), &sp.cert_pem).unwrap();
+    let key = d.join("k.pem");
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
+        .unwrap();
+    let config = d.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"{ENTITY}\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{dd}/state\"\n[identity]\nsigning_key = \"{k}\"\n[saml]\nsp_key = \"{dd}/sp.key\"\nsp_cert = \"{dd}/sp.crt\"\n[[saml.idp]]\nid = \"bench\"\nentity_id = \"{e}\"\nsso_url = \"https://idp.example.test/sso\"\ncertificate = \"{c}\"\nallow_idp_initiated = true\n",
+            dd = d.display(),
+            k = key.display(),
+            e = idp.entity_id,
+            c = cert.display(),
+        ),
+    )
+    .unwrap();
+    let cfg = portcullis::config::Config::load(&config).unwrap();
+    let saml = cfg.saml.clone().unwrap();
+    let registry = portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap();
+    Setup {
+        _dir: dir,
+        registry,
+        idp,
+        sp_cert_pem: sp.cert_pem.clone(),
+    }
+}
+
+/// One full validation, as `saml::web::accept` does it minus the store.
+fn validate(s: &Setup, b64: &str) -> portcullis::saml::response::Login {
+    let sp = &s.registry.sp;
+    let msg = inspect(b64, sp.max_response_bytes, sp.allow_sha1).expect("inspects");
+    let idp = s
+        .registry
+        .by_entity_id(msg.issuer.as_deref().unwrap_or_default())
+        .expect("known issuer");
+    verify(idp, sp, &msg, None).expect("verifies")
+}
+
+fn responses(s: &Setup, sign_response: bool, encrypt: bool) -> Vec<String> {
+    (0..DISTINCT)
+        .map(|i| {
+            let mut o = ResponseOpts::new(ACS, ENTITY, None);
+            o.name_id = format!("user{i}@example.com");
+            o.sign_response = sign_response;
+            o.sign_assertion = true;
+            if encrypt {
+                o.encrypt_for = Some(Encryption::new(&s.sp_cert_pem));
+            }
+            s.idp.response_b64(&o)
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let s = setup();
+    let mut g = c.benchmark_group("acs");
+    g.measurement_time(Duration::from_secs(6));
+    for (name, sign_response, encrypt) in [
+        ("signed assertion", false, false),
+        ("signed response + assertion", true, false),
+        ("encrypted signed assertion", false, true),
+    ] {
+        let inputs = responses(&s, sign_response, encrypt);
+        // Every one of them must really pass before it is timed.
+        for b in &inputs {
+            validate(&s, b);
+        }
+        let mut i = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % inputs.len();
+                black_box(validate(&s, black_box(&inputs[i])))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
