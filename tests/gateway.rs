@@ -869,3 +869,58 @@ async fn store_down_refuses_with_503_never_passes_through() {
         .unwrap();
     assert_eq!(r.status(), 503);
 }
+
+#[tokio::test]
+async fn forwarding_headers_are_rebuilt_unless_the_hop_before_is_trusted() {
+    let app = RecordingApp::start();
+    let public = "[[policy]]\npath = \"/*\"\nallow = \"public\"\n";
+    let spoofed: &[(&str, &str)] = &[
+        ("X-Forwarded-For", "10.6.6.6"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("Forwarded", "for=10.6.6.6;proto=https"),
+        ("X-Real-IP", "10.6.6.6"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Prefix", "/admin"),
+        // CGI-style stacks read `_` as `-`.
+        ("X_Forwarded_Proto", "https"),
+        ("x_forwarded_host", "evil.example"),
+        ("X_Real_IP", "10.6.6.6"),
+    ];
+
+    // Untrusted (the default): this hop's view only.
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = public.into();
+    let gw = Gateway::start(o);
+    let (status, _) = raw_get(gw.port, "/f", spoofed).await;
+    assert_eq!(status, 200);
+    let seen = app.last();
+    assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(seen.all("x-forwarded-proto"), vec!["http"]);
+    let host = format!("127.0.0.1:{}", gw.port);
+    assert_eq!(seen.all("x-forwarded-host"), vec![host.as_str()]);
+    for h in [
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x_forwarded_proto",
+        "x_forwarded_host",
+        "x_real_ip",
+    ] {
+        assert!(seen.all(h).is_empty(), "{h} leaked: {:?}", seen.all(h));
+    }
+
+    // Trusted: the hop before is believed and this hop appends itself.
+    let mut o = GatewayOpts::new(&app.url());
+    o.extra = public.into();
+    o.server_extra = "trust_forwarded_headers = true".into();
+    let gw = Gateway::start(o);
+    let (status, _) = raw_get(gw.port, "/f", spoofed).await;
+    assert_eq!(status, 200);
+    let seen = app.last();
+    assert_eq!(seen.all("x-forwarded-for"), vec!["10.6.6.6, 127.0.0.1"]);
+    assert_eq!(seen.all("x-forwarded-proto"), vec!["https"]);
+    assert_eq!(seen.all("x-forwarded-host"), vec!["evil.example"]);
+    assert_eq!(seen.all("x-real-ip"), vec!["10.6.6.6"]);
+}

@@ -81,8 +81,19 @@ static SPOOFABLE_FORWARDING: [HeaderName; 4] = [
 
 /// A forwarding header only a trusted hop may set. (X-Forwarded-For is
 /// not here: it is always rewritten, from this hop's view when untrusted.)
+/// CGI-style stacks read `_` as `-`, so `X_Forwarded_Proto` counts too.
 fn is_forwarding(name: &HeaderName) -> bool {
-    *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST || SPOOFABLE_FORWARDING.contains(name)
+    let n = name.as_str();
+    [&X_FORWARDED_PROTO, &X_FORWARDED_HOST]
+        .into_iter()
+        .chain(&SPOOFABLE_FORWARDING)
+        .any(|f| {
+            let f = f.as_str();
+            n.len() == f.len()
+                && n.bytes()
+                    .zip(f.bytes())
+                    .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+        })
 }
 
 /// Writes a complete local response.

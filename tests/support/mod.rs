@@ -173,6 +173,8 @@ pub struct GatewayOpts {
     pub upstream_extra: String,
     /// Redis to use instead of `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// Extra keys inside `[server]`.
+    pub server_extra: String,
 }
 
 impl GatewayOpts {
@@ -187,6 +189,7 @@ impl GatewayOpts {
             identity: String::new(),
             upstream_extra: String::new(),
             redis_url: None,
+            server_extra: String::new(),
         }
     }
 }
@@ -250,6 +253,7 @@ threads = 1
 grace_period = "1s"
 runtime_dir = "{rt}"
 {tls}
+{server_extra}
 [admin]
 listen = "127.0.0.1:{admin_port}"
 token_hash = "{hash}"
@@ -283,6 +287,7 @@ access = false
             key = dir.join("signing.pem").display(),
             session = opts.session,
             identity = opts.identity,
+            server_extra = opts.server_extra,
             upstream_extra = opts.upstream_extra,
             extra = opts.extra,
         );
