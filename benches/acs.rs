@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+mod common;
 #[path = "../tests/support/idp.rs"]
 mod idp;
 
@@ -39,24 +40,7 @@ fn setup() -> Setup {
     let sp = TestIdp::new("sp");
     std::fs::write(d.join("sp.key"), sp.private_key_pem()).unwrap();
     std::fs::write(d.join("sp.crt"), &sp.cert_pem).unwrap();
-    let key = d.join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
-        .unwrap();
-    let config = d.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\npublic_url = \"{ENTITY}\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{dd}/state\"\n[identity]\nsigning_key = \"{k}\"\n[saml]\nsp_key = \"{dd}/sp.key\"\nsp_cert = \"{dd}/sp.crt\"\n[[saml.idp]]\nid = \"bench\"\nentity_id = \"{e}\"\nsso_url = \"https://idp.example.test/sso\"\ncertificate = \"{c}\"\nallow_idp_initiated = true\n",
-            dd = d.display(),
-            k = key.display(),
-            e = idp.entity_id,
-            c = cert.display(),
-        ),
-    )
-    .unwrap();
-    let cfg = portcullis::config::Config::load(&config).unwrap();
-    let saml = cfg.saml.clone().unwrap();
-    let registry = portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap();
+    let registry = common::saml_registry(d, &idp.entity_id, &cert);
     Setup {
         _dir: dir,
         registry,

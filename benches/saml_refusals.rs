@@ -18,6 +18,8 @@ use openssl::rsa::Rsa;
 use openssl::x509::{X509Builder, X509NameBuilder};
 use portcullis::saml::response::{inspect, verify};
 
+mod common;
+
 const IDP: &str = "https://idp.example.test/metadata";
 const MAX: usize = 256 * 1024;
 
@@ -50,22 +52,7 @@ fn registry(dir: &std::path::Path) -> portcullis::saml::idp::Registry {
     let (sp_cert, sp_key) = rsa_cert_pem(4096);
     std::fs::write(dir.join("sp.crt"), sp_cert).unwrap();
     std::fs::write(dir.join("sp.key"), sp_key).unwrap();
-    let key = dir.join("k.pem");
-    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
-        .unwrap();
-    let config = dir.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\npublic_url = \"http://localhost:8080\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{d}/state\"\n[identity]\nsigning_key = \"{k}\"\n[saml]\nsp_key = \"{d}/sp.key\"\nsp_cert = \"{d}/sp.crt\"\n[[saml.idp]]\nid = \"b\"\nentity_id = \"{IDP}\"\nsso_url = \"https://idp.example.test/sso\"\ncertificate = \"{d}/idp.pem\"\nallow_idp_initiated = true\n",
-            d = dir.display(),
-            k = key.display()
-        ),
-    )
-    .unwrap();
-    let cfg = portcullis::config::Config::load(&config).unwrap();
-    let saml = cfg.saml.clone().unwrap();
-    portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap()
+    common::saml_registry(dir, IDP, &dir.join("idp.pem"))
 }
 
 /// A garbage signature of the accepted shape over the Response.

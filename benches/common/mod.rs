@@ -2,6 +2,9 @@
 //! run on the embedded store and, when `REDIS_URL` answers, on Redis under a
 //! fresh key prefix that is deleted afterwards.
 
+#![allow(dead_code)] // each bench uses part of it
+
+use std::path::Path;
 use std::sync::Arc;
 
 use portcullis::store::Backend;
@@ -44,4 +47,31 @@ pub fn on_each_backend(rt: &tokio::runtime::Runtime, mut run: impl FnMut(&str, A
             Ok::<(), redis::RedisError>(())
         });
     }
+}
+
+/// The SAML registry of a gateway at `http://localhost:8080` with one IdP
+/// (`entity_id`, its certificate at `idp_cert`, IdP-initiated allowed) and
+/// the SP key pair already written to `dir`/sp.key and `dir`/sp.crt.
+pub fn saml_registry(
+    dir: &Path,
+    entity_id: &str,
+    idp_cert: &Path,
+) -> portcullis::saml::idp::Registry {
+    let key = dir.join("k.pem");
+    portcullis::identity::keys::generate_to_file(portcullis::config::JwtAlgorithm::ES256, &key)
+        .unwrap();
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"http://localhost:8080\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[store]\npath = \"{d}/state\"\n[identity]\nsigning_key = \"{k}\"\n[saml]\nsp_key = \"{d}/sp.key\"\nsp_cert = \"{d}/sp.crt\"\n[[saml.idp]]\nid = \"bench\"\nentity_id = \"{entity_id}\"\nsso_url = \"https://idp.example.test/sso\"\ncertificate = \"{c}\"\nallow_idp_initiated = true\n",
+            d = dir.display(),
+            k = key.display(),
+            c = idp_cert.display(),
+        ),
+    )
+    .unwrap();
+    let cfg = portcullis::config::Config::load(&config).unwrap();
+    let saml = cfg.saml.clone().unwrap();
+    portcullis::saml::idp::Registry::build(&cfg, &saml, None).unwrap()
 }

@@ -205,41 +205,50 @@ fn format_line(out: &mut Vec<u8>, json: bool, now: Duration, r: &Record<'_>) {
     out.push(b'.');
     padded(out, &mut num, u64::from(now.subsec_micros()), 6);
     out.push(b'Z');
-    if json {
-        out.extend_from_slice(
-            b"\",\"level\":\"INFO\",\"target\":\"portcullis::access\",\"method\":",
-        );
-        json_str(out, r.method);
-        out.extend_from_slice(b",\"path\":");
-        json_str(out, r.path);
-        out.extend_from_slice(b",\"status\":");
-        out.extend_from_slice(num.format(r.status).as_bytes());
-        out.extend_from_slice(b",\"outcome\":\"");
-        out.extend_from_slice(r.outcome.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"sub\":");
-        json_str(out, r.sub.unwrap_or("-"));
-        out.extend_from_slice(b",\"client\":");
-        json_str(out, r.client.unwrap_or(""));
-        out.extend_from_slice(b",\"ms\":");
-        millis(out, &mut num, elapsed_us);
-        out.extend_from_slice(b"}\n");
+    out.extend_from_slice(if json {
+        b"\",\"level\":\"INFO\",\"target\":\"portcullis::access\""
     } else {
-        out.extend_from_slice(b"  INFO portcullis::access: method=");
-        out.extend_from_slice(r.method.as_bytes());
-        out.extend_from_slice(b" path=");
-        debug_str(out, r.path);
-        out.extend_from_slice(b" status=");
-        out.extend_from_slice(num.format(r.status).as_bytes());
-        out.extend_from_slice(b" outcome=");
-        out.extend_from_slice(r.outcome.as_str().as_bytes());
-        out.extend_from_slice(b" sub=");
-        debug_str(out, r.sub.unwrap_or("-"));
-        out.extend_from_slice(b" client=");
-        out.extend_from_slice(r.client.unwrap_or("").as_bytes());
-        out.extend_from_slice(b" ms=");
-        millis(out, &mut num, elapsed_us);
-        out.push(b'\n');
+        b"  INFO portcullis::access:"
+    });
+    let fields = [
+        ("method", Field::Plain(r.method)),
+        ("path", Field::Text(r.path)),
+        ("status", Field::Int(u64::from(r.status))),
+        ("outcome", Field::Plain(r.outcome.as_str())),
+        ("sub", Field::Text(r.sub.unwrap_or("-"))),
+        ("client", Field::Plain(r.client.unwrap_or(""))),
+        ("ms", Field::Millis(elapsed_us)),
+    ];
+    for (name, value) in fields {
+        if json {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+        } else {
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+        }
+        match value {
+            Field::Plain(v) | Field::Text(v) if json => json_str(out, v),
+            Field::Plain(v) => out.extend_from_slice(v.as_bytes()),
+            Field::Text(v) => debug_str(out, v),
+            Field::Int(n) => out.extend_from_slice(num.format(n).as_bytes()),
+            Field::Millis(us) => millis(out, &mut num, us),
+        }
     }
+    out.extend_from_slice(if json { b"}\n" } else { b"\n" });
+}
+
+/// A field's value and how the text format prints it (JSON quotes and
+/// escapes every string).
+enum Field<'a> {
+    /// Known to need no quoting: a method token, an outcome, an address.
+    Plain(&'a str),
+    /// Anything else: quoted and escaped as `tracing` does.
+    Text(&'a str),
+    Int(u64),
+    Millis(u64),
 }
 
 /// `n` with leading zeros to `width` digits.
