@@ -1611,3 +1611,38 @@ async fn embedded_builds_missing_order_and_count_tables_on_open() {
     make_user(&s, ACME, "new@example.com").await;
     assert_eq!(assert_user_pages(&s, ACME).await.len(), 5);
 }
+
+/// A database of the first listing version (order and count tables, no
+/// buckets): opening it adds the buckets once, and pages read through them
+/// agree with the full listing from there on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_adds_missing_listing_buckets_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = {
+        let s: Arc<dyn Backend> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        for i in 0..7 {
+            make_user(&s, ACME, &format!("v1-{i}@example.com")).await;
+        }
+        make_group(&s, ACME, "V1 Group").await;
+        s.list_users(ACME).await.unwrap()
+    };
+    {
+        let db = redb::Database::create(dir.path().join(portcullis::store::embedded::FILE_NAME))
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        let buckets: redb::TableDefinition<(), ()> =
+            redb::TableDefinition::new("dir_order_buckets");
+        assert!(txn.delete_table(buckets).unwrap(), "buckets existed");
+        let schema: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("dir_schema");
+        txn.open_table(schema)
+            .unwrap()
+            .insert("listing", 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let s: Arc<dyn Backend> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    assert_eq!(assert_user_pages(&s, ACME).await, want);
+    assert_eq!(assert_group_pages(&s, ACME).await.len(), 1);
+    make_user(&s, ACME, "v2@example.com").await;
+    assert_eq!(assert_user_pages(&s, ACME).await.len(), 8);
+}

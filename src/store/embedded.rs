@@ -24,6 +24,8 @@ pub const FILE_NAME: &str = "portcullis.redb";
 pub struct EmbeddedStore {
     pub(super) db: Arc<Database>,
     pub(super) outbox: Arc<super::embedded_outbox::OutboxRuntime>,
+    /// Writes waiting for the next group commit (`embedded_batch`).
+    pub(super) writes: Arc<super::embedded_batch::WriteQueue>,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -52,6 +54,7 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(db),
             outbox: Arc::default(),
+            writes: Arc::default(),
         })
     }
 

@@ -22,13 +22,17 @@
 //!   a skip and a short range read instead of a read of the tenant
 //! - `dir_counts` (tenant, "users" | "groups") → how many live users /
 //!   groups (absent = 0), kept with every create, tombstone and delete
+//! - `dir_order_buckets`: live entries of the order tables per time bucket
+//!   (`embedded_rank`), so a page's first entry is found without a walk
+//!   through the entries before it
 //! - `dir_schema` name → version of the derived tables above
 //!
-//! The order and count tables came after the others. A database written
-//! before them has no `listing` entry in `dir_schema`: opening it rebuilds
-//! them from `dir_users` / `dir_groups`, for every tenant, once, inside the
-//! open's write transaction (O(records), at startup), and records the
-//! entry; later opens skip it. So pages and counts are never read from a
+//! The order, count and bucket tables came after the others. A database
+//! written before them has no `listing` entry in `dir_schema`, or one below
+//! `LISTING_VERSION`: opening it rebuilds them from `dir_users` /
+//! `dir_groups`, for every tenant, once, inside the open's write
+//! transaction (O(records), at startup), and records the version; later
+//! opens skip it. So pages and counts are never read from a
 //! half-built index, and there is no per-request fallback to a scan.
 
 use async_trait::async_trait;
@@ -40,6 +44,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::embedded::EmbeddedStore;
+use super::embedded_rank::{self, BUCKETS};
 use super::{StoreError, StoreResult};
 use crate::directory::rules::{self, GroupKeys, UserKeys};
 use crate::directory::{
@@ -70,8 +75,10 @@ const USER_ORDER: TableDefinition<Ordered, ()> = TableDefinition::new("dir_user_
 const GROUP_ORDER: TableDefinition<Ordered, ()> = TableDefinition::new("dir_group_order");
 const COUNTS: TableDefinition<Pair, u64> = TableDefinition::new("dir_counts");
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("dir_schema");
-/// `dir_schema` entry saying the order and count tables are built.
+/// `dir_schema` entry saying which version of the order, count and bucket
+/// tables is built (1: order and counts; 2: buckets too).
 const LISTING: &str = "listing";
+const LISTING_VERSION: u64 = 2;
 const USERS_KIND: &str = "users";
 const GROUPS_KIND: &str = "groups";
 
@@ -102,10 +109,12 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(USER_ORDER).map_err(err)?;
     txn.open_table(GROUP_ORDER).map_err(err)?;
     txn.open_table(COUNTS).map_err(err)?;
+    txn.open_table(BUCKETS).map_err(err)?;
     let mut schema = txn.open_table(SCHEMA).map_err(err)?;
-    if schema.get(LISTING).map_err(err)?.is_none() {
+    let built = schema.get(LISTING).map_err(err)?.map(|v| v.value());
+    if built.is_none_or(|v| v < LISTING_VERSION) {
         build_listing(txn)?;
-        schema.insert(LISTING, 1).map_err(err)?;
+        schema.insert(LISTING, LISTING_VERSION).map_err(err)?;
     }
     Ok(())
 }
@@ -116,10 +125,13 @@ fn build_listing(txn: &WriteTransaction) -> StoreResult<()> {
     let mut user_order = txn.open_table(USER_ORDER).map_err(err)?;
     let mut group_order = txn.open_table(GROUP_ORDER).map_err(err)?;
     let mut counts = txn.open_table(COUNTS).map_err(err)?;
+    let mut buckets = txn.open_table(BUCKETS).map_err(err)?;
     user_order.retain(|_, _| false).map_err(err)?;
     group_order.retain(|_, _| false).map_err(err)?;
     counts.retain(|_, _| false).map_err(err)?;
+    buckets.retain(|_, _| false).map_err(err)?;
     let mut tally: std::collections::BTreeMap<(String, &str), u64> = Default::default();
+    let mut per_bucket: std::collections::BTreeMap<(String, &str, u64), u64> = Default::default();
     for entry in txn.open_table(USERS).map_err(err)?.iter().map_err(err)? {
         let (k, v) = entry.map_err(err)?;
         let (t, id) = k.value();
@@ -129,6 +141,11 @@ fn build_listing(txn: &WriteTransaction) -> StoreResult<()> {
                 .insert((t, u.meta.created_ms, id), ())
                 .map_err(err)?;
             *tally.entry((t.to_string(), USERS_KIND)).or_default() += 1;
+            for n in embedded_rank::nodes(u.meta.created_ms) {
+                *per_bucket
+                    .entry((t.to_string(), USERS_KIND, n))
+                    .or_default() += 1;
+            }
         }
     }
     for entry in txn.open_table(GROUPS).map_err(err)?.iter().map_err(err)? {
@@ -139,9 +156,17 @@ fn build_listing(txn: &WriteTransaction) -> StoreResult<()> {
             .insert((t, g.meta.created_ms, id), ())
             .map_err(err)?;
         *tally.entry((t.to_string(), GROUPS_KIND)).or_default() += 1;
+        for n in embedded_rank::nodes(g.meta.created_ms) {
+            *per_bucket
+                .entry((t.to_string(), GROUPS_KIND, n))
+                .or_default() += 1;
+        }
     }
     for ((t, kind), n) in tally {
         counts.insert((t.as_str(), kind), n).map_err(err)?;
+    }
+    for ((t, kind, node), n) in per_bucket {
+        buckets.insert((t.as_str(), kind, node), n).map_err(err)?;
     }
     Ok(())
 }
@@ -156,23 +181,35 @@ fn count(table: &impl ReadableTable<Pair, u64>, tenant: &str, kind: &str) -> Sto
 }
 
 /// Ids at positions `offset .. offset + limit` of an order table's range
-/// for `tenant`.
+/// for `tenant` (`kind` names its buckets): the buckets say where the page
+/// starts, so only entries of one fine bucket are skipped.
 fn page_ids(
-    table: &impl ReadableTable<Ordered, ()>,
+    txn: &redb::ReadTransaction,
+    order: TableDefinition<Ordered, ()>,
     tenant: &str,
+    kind: &str,
     offset: usize,
     limit: usize,
     total: u64,
 ) -> StoreResult<Vec<String>> {
     let mut out = Vec::with_capacity(limit.min(1024));
     // Past the end (by the count): no walk through the whole range.
-    if limit == 0 || u64::try_from(offset).map_or(true, |o| o >= total) {
+    let Ok(offset) = u64::try_from(offset) else {
+        return Ok(out);
+    };
+    if limit == 0 || offset >= total {
         return Ok(out);
     }
+    let buckets = txn.open_table(BUCKETS).map_err(err)?;
+    let Some((start, skip)) = embedded_rank::seek(&buckets, tenant, kind, offset)? else {
+        return Ok(out);
+    };
+    let skip = usize::try_from(skip).map_err(err)?;
+    let table = txn.open_table(order).map_err(err)?;
     let range = table
-        .range((tenant, 0u64, "")..(tenant, u64::MAX, "\u{10FFFF}"))
+        .range((tenant, start, "")..(tenant, u64::MAX, "\u{10FFFF}"))
         .map_err(err)?;
-    for entry in range.skip(offset).take(limit) {
+    for entry in range.skip(skip).take(limit) {
         let (k, _) = entry.map_err(err)?;
         out.push(k.value().2.to_string());
     }
@@ -242,6 +279,7 @@ struct Tables<'txn> {
     user_order: Table<'txn, Ordered, ()>,
     group_order: Table<'txn, Ordered, ()>,
     counts: Table<'txn, Pair, u64>,
+    buckets: Table<'txn, (&'static str, &'static str, u64), u64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -259,6 +297,7 @@ impl<'txn> Tables<'txn> {
             user_order: txn.open_table(USER_ORDER).map_err(err)?,
             group_order: txn.open_table(GROUP_ORDER).map_err(err)?,
             counts: txn.open_table(COUNTS).map_err(err)?,
+            buckets: txn.open_table(BUCKETS).map_err(err)?,
         })
     }
 
@@ -292,9 +331,11 @@ impl<'txn> Tables<'txn> {
         }
         if let Some(c) = was {
             self.user_order.remove((t, c, id)).map_err(err)?;
+            embedded_rank::adjust(&mut self.buckets, t, USERS_KIND, c, -1)?;
         }
         if let Some(c) = is {
             self.user_order.insert((t, c, id), ()).map_err(err)?;
+            embedded_rank::adjust(&mut self.buckets, t, USERS_KIND, c, 1)?;
         }
         self.add_count(t, USERS_KIND, is.is_some() as i64 - was.is_some() as i64)
     }
@@ -316,9 +357,11 @@ impl<'txn> Tables<'txn> {
         }
         if let Some(c) = was {
             self.group_order.remove((t, c, id)).map_err(err)?;
+            embedded_rank::adjust(&mut self.buckets, t, GROUPS_KIND, c, -1)?;
         }
         if let Some(c) = is {
             self.group_order.insert((t, c, id), ()).map_err(err)?;
+            embedded_rank::adjust(&mut self.buckets, t, GROUPS_KIND, c, 1)?;
         }
         self.add_count(t, GROUPS_KIND, is.is_some() as i64 - was.is_some() as i64)
     }
@@ -538,33 +581,29 @@ impl<'txn> Tables<'txn> {
     }
 }
 
-/// Runs `f` in one write transaction with the outbox events it fills in;
-/// the change and its events commit together, or neither does.
-fn write<T>(
-    db: &Database,
-    mut emit: Emit,
-    f: impl FnOnce(&mut Tables<'_>, &mut Emit) -> DirectoryResult<T>,
-) -> DirectoryResult<T> {
-    let txn = db.begin_write().map_err(err)?;
-    let out = {
-        let mut tables = Tables::open(&txn)?;
-        f(&mut tables, &mut emit)?
-    };
-    super::embedded_outbox::append(&txn, &emit)?;
-    txn.commit().map_err(err)?;
-    Ok(out)
-}
-
 impl EmbeddedStore {
-    /// Runs a directory write with its outbox events and wakes the delivery
-    /// workers when there were any.
-    async fn write_op<T, F>(&self, emit: Emit, f: F) -> DirectoryResult<T>
+    /// Runs a directory write with the outbox events it fills in, in the
+    /// next group commit (`embedded_batch`): the change and its events
+    /// commit together, or neither does. Wakes the delivery workers when
+    /// there were events. `f` may run more than once, each time with a
+    /// fresh copy of `emit`, so it must not consume what it captures.
+    async fn write_op<T, F>(&self, emit: Emit, mut f: F) -> DirectoryResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tables<'_>, &mut Emit) -> DirectoryResult<T> + Send + 'static,
+        F: FnMut(&mut Tables<'_>, &mut Emit) -> DirectoryResult<T> + Send + 'static,
     {
         let wake = !emit.is_empty();
-        let out = run(self, move |db| write(db, emit, f)).await?;
+        let out = self
+            .write(move |txn| -> DirectoryResult<T> {
+                let mut emit = emit.clone();
+                let out = {
+                    let mut tables = Tables::open(txn)?;
+                    f(&mut tables, &mut emit)?
+                };
+                super::embedded_outbox::append(txn, &emit)?;
+                Ok(out)
+            })
+            .await?;
         if wake {
             self.outbox_appended();
         }
@@ -627,8 +666,9 @@ impl DirectoryStore for EmbeddedStore {
         user: User,
         emit: Emit,
     ) -> DirectoryResult<User> {
-        let mut user = rules::new_user(tenant, user, now_ms())?;
+        let user = rules::new_user(tenant, user, now_ms())?;
         self.write_op(emit, move |w, emit| {
+            let mut user = user.clone();
             // A fresh id that exists already (122 random bits: never, in practice).
             while w.user(&user.tenant, &user.id)?.is_some() {
                 user.id = rules::new_id();
@@ -712,7 +752,7 @@ impl DirectoryStore for EmbeddedStore {
             let current = w
                 .user(&t, &user.id)?
                 .ok_or(DirectoryError::NotFound { what: "user" })?;
-            let user = rules::replacement_user(&current, user, expected_version, now)?;
+            let user = rules::replacement_user(&current, user.clone(), expected_version, now)?;
             let (old, new) = (UserKeys::of(&current), UserKeys::of(&user));
             w.check_user_keys(&t, &user.id, &new)?;
             w.unindex_user(&t, &user.id, &old)?;
@@ -810,13 +850,7 @@ impl DirectoryStore for EmbeddedStore {
         run(self, move |db| {
             let txn = db.begin_read().map_err(err)?;
             let total = count(&txn.open_table(COUNTS).map_err(err)?, &t, USERS_KIND)?;
-            let ids = page_ids(
-                &txn.open_table(USER_ORDER).map_err(err)?,
-                &t,
-                offset,
-                limit,
-                total,
-            )?;
+            let ids = page_ids(&txn, USER_ORDER, &t, USERS_KIND, offset, limit, total)?;
             let users = txn.open_table(USERS).map_err(err)?;
             let mut items = Vec::with_capacity(ids.len());
             for id in ids {
@@ -835,9 +869,10 @@ impl DirectoryStore for EmbeddedStore {
         group: Group,
         emit: Emit,
     ) -> DirectoryResult<Group> {
-        let mut group = rules::new_group(tenant, group, now_ms())?;
+        let group = rules::new_group(tenant, group, now_ms())?;
         let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
         self.write_op(emit, move |w, emit| {
+            let mut group = group.clone();
             let t = group.tenant.clone();
             // As for users; a new random id cannot be among the members.
             while w.group(&t, &group.id)?.is_some() {
@@ -894,6 +929,7 @@ impl DirectoryStore for EmbeddedStore {
         let ids = rules::member_ids(&group.id, group.members.iter().map(|m| m.value.as_str()))?;
         let now = now_ms();
         self.write_op(emit, move |w, emit| {
+            let mut group = group.clone();
             let t = group.tenant.clone();
             let current = w
                 .group(&t, &group.id)?
@@ -993,9 +1029,9 @@ impl DirectoryStore for EmbeddedStore {
                 .group(&t, &gid)?
                 .ok_or(DirectoryError::NotFound { what: "group" })?;
             let mut changed = Vec::new();
-            for id in ids {
-                if w.remove_member(&t, &gid, &id)? {
-                    changed.push(id);
+            for id in &ids {
+                if w.remove_member(&t, &gid, id)? {
+                    changed.push(id.clone());
                 }
             }
             let version = if changed.is_empty() {
@@ -1055,13 +1091,7 @@ impl DirectoryStore for EmbeddedStore {
         run(self, move |db| {
             let txn = db.begin_read().map_err(err)?;
             let total = count(&txn.open_table(COUNTS).map_err(err)?, &t, GROUPS_KIND)?;
-            let ids = page_ids(
-                &txn.open_table(GROUP_ORDER).map_err(err)?,
-                &t,
-                offset,
-                limit,
-                total,
-            )?;
+            let ids = page_ids(&txn, GROUP_ORDER, &t, GROUPS_KIND, offset, limit, total)?;
             let groups = txn.open_table(GROUPS).map_err(err)?;
             let members = txn.open_table(MEMBERS).map_err(err)?;
             let mut items = Vec::with_capacity(ids.len());

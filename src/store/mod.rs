@@ -4,8 +4,10 @@
 //! module states what it needs and the same test suite runs on both.
 
 pub mod embedded;
+mod embedded_batch;
 mod embedded_directory;
 mod embedded_outbox;
+mod embedded_rank;
 pub mod redis;
 mod redis_directory;
 mod redis_outbox;

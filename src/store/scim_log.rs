@@ -26,22 +26,20 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 #[async_trait]
 impl ScimLogStore for EmbeddedStore {
     async fn append_scim_log(&self, entry: &[u8], keep: usize) -> StoreResult<()> {
+        // Shares a group commit with the writes queued beside it.
         let entry = entry.to_vec();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(err)?;
-            {
-                let mut t = txn.open_table(SCIM_LOG_TABLE).map_err(err)?;
-                let next = t
-                    .last()
-                    .map_err(err)?
-                    .map(|(k, _)| k.value() + 1)
-                    .unwrap_or(1);
-                t.insert(next, entry.as_slice()).map_err(err)?;
-                while t.len().map_err(err)? as usize > keep.max(1) {
-                    t.pop_first().map_err(err)?;
-                }
+        self.write(move |txn| {
+            let mut t = txn.open_table(SCIM_LOG_TABLE).map_err(err)?;
+            let next = t
+                .last()
+                .map_err(err)?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1);
+            t.insert(next, entry.as_slice()).map_err(err)?;
+            while t.len().map_err(err)? as usize > keep.max(1) {
+                t.pop_first().map_err(err)?;
             }
-            txn.commit().map_err(err)
+            Ok(())
         })
         .await
     }
