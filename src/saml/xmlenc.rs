@@ -95,14 +95,14 @@ fn child<'a, 'i>(
 }
 
 fn b64_text(n: roxmltree::Node, what: &str) -> Result<Vec<u8>, SamlError> {
-    let text: String = n
+    let text: Vec<u8> = n
         .text()
         .unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
         .collect();
     base64::engine::general_purpose::STANDARD
-        .decode(text.as_bytes())
+        .decode(&text)
         .map_err(|_| failed(format!("{what} is not base64")))
 }
 

@@ -107,12 +107,13 @@ enum VerifiedSelectionKind {
     ChildSequence,
 }
 
-#[derive(Debug, Clone)]
+// PORTCULLIS PATCH: the parsed pre-digest fragment is kept with the
+// selection (it was parsed twice: once to classify it, once to match it).
 struct VerifiedSelection {
     anchor: libxml::tree::Node,
     kind: VerifiedSelectionKind,
     uri: String,
-    predigest_xml: String,
+    parsed: ParsedSelection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -218,7 +219,7 @@ impl super::CryptoProvider for XmlSec {
     ) -> Result<(), CryptoError> {
         let document = parse_peer_xml(xml.as_ref())?;
 
-        let key = XmlSecKey::from_memory(x509_cert_der.der_data(), XmlSecKeyFormat::CertDer)?;
+        let key = XmlSecKey::verification_key_from_cert_der(x509_cert_der.der_data())?;
         let mut context = XmlSecSignatureContext::new()?;
         context.restrict_to_saml_profile(false)?;
         context.insert_key(key);
@@ -280,7 +281,7 @@ impl super::CryptoProvider for XmlSec {
                 // manifests before the signature is known to be ours.
                 sig_ctx.restrict_to_saml_profile(allowed_algorithms.is_none())?;
 
-                let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
+                let key = XmlSecKey::verification_key_from_cert_der(key_data.der_data())?;
                 sig_ctx.insert_key(key);
                 verified = sig_ctx.verify_node(sig_node)?;
                 if verified {
@@ -600,7 +601,7 @@ fn build_verified_selection(
             VerifiedSelectionKind::ChildSequence
         },
         uri: reference_uri,
-        predigest_xml: verified_reference.predigest_xml,
+        parsed: parsed_selection,
     })
 }
 
@@ -662,7 +663,7 @@ fn build_keep_state(
     reset_match_budget();
 
     for selection in selections {
-        let parsed_selection = parse_selection(&selection.anchor, &selection.predigest_xml)?;
+        let parsed_selection = &selection.parsed;
         let matched = match selection.kind {
             VerifiedSelectionKind::WholeNode => {
                 let shell_source = parsed_selection
@@ -767,20 +768,99 @@ fn spend_match_step() -> bool {
     })
 }
 
+/// PORTCULLIS PATCH: what the matcher has marked so far, with an undo log.
+/// The matcher backtracks; it used to clone both maps for every candidate
+/// alignment at every level (quadratic in the size of the message, and the
+/// largest single cost of a verification). Now a failed candidate rolls back
+/// exactly what it added, which leaves the same state the clones did.
+struct Keep {
+    nodes: HashSet<usize>,
+    attributes: HashMap<usize, HashSet<AttributeName>>,
+    journal: Vec<Undo>,
+}
+
+enum Undo {
+    Node(usize),
+    AttributeEntry(usize),
+    Attribute(usize, AttributeName),
+}
+
+impl Keep {
+    fn mark(&self) -> usize {
+        self.journal.len()
+    }
+
+    fn rollback(&mut self, mark: usize) {
+        while self.journal.len() > mark {
+            match self.journal.pop().expect("journal entry") {
+                Undo::Node(ptr) => {
+                    self.nodes.remove(&ptr);
+                }
+                Undo::AttributeEntry(ptr) => {
+                    self.attributes.remove(&ptr);
+                }
+                Undo::Attribute(ptr, name) => {
+                    if let Some(names) = self.attributes.get_mut(&ptr) {
+                        names.remove(&name);
+                    }
+                }
+            }
+        }
+    }
+
+    fn keep_node(&mut self, ptr: usize) {
+        if self.nodes.insert(ptr) {
+            self.journal.push(Undo::Node(ptr));
+        }
+    }
+
+    fn allow_attributes(&mut self, ptr: usize, names: impl IntoIterator<Item = AttributeName>) {
+        match self.attributes.entry(ptr) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(names.into_iter().collect());
+                self.journal.push(Undo::AttributeEntry(ptr));
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                for name in names {
+                    if o.get_mut().insert(name.clone()) {
+                        self.journal.push(Undo::Attribute(ptr, name));
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn collect_matching_sequence(
     original_children: &[libxml::tree::Node],
     fragment_children: &[libxml::tree::Node],
     nodes_to_keep: &mut HashSet<usize>,
     allowed_attributes: &mut HashMap<usize, HashSet<AttributeName>>,
 ) -> bool {
-    collect_matching_sequence_from(
-        original_children,
-        fragment_children,
-        0,
-        0,
-        nodes_to_keep,
-        allowed_attributes,
-    )
+    with_keep(nodes_to_keep, allowed_attributes, |keep| {
+        collect_matching_sequence_from(original_children, fragment_children, 0, 0, keep)
+    })
+}
+
+/// Runs `f` on the two maps as a [`Keep`]; when it fails, whatever it added
+/// is rolled back.
+fn with_keep(
+    nodes_to_keep: &mut HashSet<usize>,
+    allowed_attributes: &mut HashMap<usize, HashSet<AttributeName>>,
+    f: impl FnOnce(&mut Keep) -> bool,
+) -> bool {
+    let mut keep = Keep {
+        nodes: std::mem::take(nodes_to_keep),
+        attributes: std::mem::take(allowed_attributes),
+        journal: Vec::new(),
+    };
+    let matched = f(&mut keep);
+    if !matched {
+        keep.rollback(0);
+    }
+    *nodes_to_keep = keep.nodes;
+    *allowed_attributes = keep.attributes;
+    matched
 }
 
 fn collect_matching_sequence_from(
@@ -788,34 +868,28 @@ fn collect_matching_sequence_from(
     fragment_children: &[libxml::tree::Node],
     original_index: usize,
     fragment_index: usize,
-    nodes_to_keep: &mut HashSet<usize>,
-    allowed_attributes: &mut HashMap<usize, HashSet<AttributeName>>,
+    keep: &mut Keep,
 ) -> bool {
     if fragment_index == fragment_children.len() {
         return true;
     }
 
     for index in original_index..original_children.len() {
-        let mut candidate_nodes_to_keep = nodes_to_keep.clone();
-        let mut candidate_allowed_attributes = allowed_attributes.clone();
-
+        let mark = keep.mark();
         if collect_matching_node_inner(
             &original_children[index],
             &fragment_children[fragment_index],
-            &mut candidate_nodes_to_keep,
-            &mut candidate_allowed_attributes,
+            keep,
         ) && collect_matching_sequence_from(
             original_children,
             fragment_children,
             index + 1,
             fragment_index + 1,
-            &mut candidate_nodes_to_keep,
-            &mut candidate_allowed_attributes,
+            keep,
         ) {
-            *nodes_to_keep = candidate_nodes_to_keep;
-            *allowed_attributes = candidate_allowed_attributes;
             return true;
         }
+        keep.rollback(mark);
     }
 
     false
@@ -827,28 +901,15 @@ fn collect_matching_node(
     nodes_to_keep: &mut HashSet<usize>,
     allowed_attributes: &mut HashMap<usize, HashSet<AttributeName>>,
 ) -> bool {
-    let mut candidate_nodes_to_keep = nodes_to_keep.clone();
-    let mut candidate_allowed_attributes = allowed_attributes.clone();
-
-    if collect_matching_node_inner(
-        original_node,
-        fragment_node,
-        &mut candidate_nodes_to_keep,
-        &mut candidate_allowed_attributes,
-    ) {
-        *nodes_to_keep = candidate_nodes_to_keep;
-        *allowed_attributes = candidate_allowed_attributes;
-        true
-    } else {
-        false
-    }
+    with_keep(nodes_to_keep, allowed_attributes, |keep| {
+        collect_matching_node_inner(original_node, fragment_node, keep)
+    })
 }
 
 fn collect_matching_node_inner(
     original_node: &libxml::tree::Node,
     fragment_node: &libxml::tree::Node,
-    nodes_to_keep: &mut HashSet<usize>,
-    allowed_attributes: &mut HashMap<usize, HashSet<AttributeName>>,
+    keep: &mut Keep,
 ) -> bool {
     if !spend_match_step() {
         return false;
@@ -861,18 +922,17 @@ fn collect_matching_node_inner(
                 return false;
             }
 
-            allowed_attributes
-                .entry(original_node.node_ptr() as usize)
-                .or_default()
-                .extend(node_attribute_names(fragment_node));
-            nodes_to_keep.insert(original_node.node_ptr() as usize);
+            let ptr = original_node.node_ptr() as usize;
+            keep.allow_attributes(ptr, node_attribute_names(fragment_node));
+            keep.keep_node(ptr);
 
             let fragment_children = supported_fragment_children(fragment_node);
-            collect_matching_sequence(
+            collect_matching_sequence_from(
                 &supported_fragment_children(original_node),
                 &fragment_children,
-                nodes_to_keep,
-                allowed_attributes,
+                0,
+                0,
+                keep,
             )
         }
         Some(NodeType::TextNode | NodeType::CDataSectionNode) => {
@@ -884,7 +944,7 @@ fn collect_matching_node_inner(
                 return false;
             }
 
-            nodes_to_keep.insert(original_node.node_ptr() as usize);
+            keep.keep_node(original_node.node_ptr() as usize);
             true
         }
         Some(NodeType::CommentNode) => {
@@ -894,7 +954,7 @@ fn collect_matching_node_inner(
                 return false;
             }
 
-            nodes_to_keep.insert(original_node.node_ptr() as usize);
+            keep.keep_node(original_node.node_ptr() as usize);
             true
         }
         Some(NodeType::PiNode) => {
@@ -905,7 +965,7 @@ fn collect_matching_node_inner(
                 return false;
             }
 
-            nodes_to_keep.insert(original_node.node_ptr() as usize);
+            keep.keep_node(original_node.node_ptr() as usize);
             true
         }
         _ => false,
@@ -1483,6 +1543,20 @@ fn decrypt_aead(
 
 #[cfg(test)]
 mod tests {
+    fn test_selection(
+        anchor: libxml::tree::Node,
+        kind: super::VerifiedSelectionKind,
+        uri: String,
+        predigest_xml: &str,
+    ) -> super::VerifiedSelection {
+        let parsed = super::parse_selection(&anchor, predigest_xml).unwrap();
+        super::VerifiedSelection {
+            anchor,
+            kind,
+            uri,
+            parsed,
+        }
+    }
     use super::*;
 
     fn reduce_with_selection<F>(xml: &str, reduce_mode: ReduceMode, make_selection: F) -> String
@@ -1572,15 +1646,14 @@ mod tests {
                 .get_child_elements()[0]
                 .clone();
 
-            VerifiedSelection {
-                anchor: assertion,
-                kind: VerifiedSelectionKind::WholeNode,
-                uri: "#assertion".to_string(),
-                predigest_xml: r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="assertion">
+            test_selection(
+                assertion,
+                VerifiedSelectionKind::WholeNode,
+                "#assertion".to_string(),
+                r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="assertion">
         <saml:Issuer>https://idp.example.com</saml:Issuer>
-      </saml:Assertion>"#
-                    .to_string(),
-            }
+      </saml:Assertion>"#,
+            )
         });
 
         assert!(reduced.contains("<saml:Assertion"));
@@ -1609,15 +1682,14 @@ mod tests {
                 .get_child_elements()[0]
                 .clone();
 
-            VerifiedSelection {
-                anchor: assertion,
-                kind: VerifiedSelectionKind::WholeNode,
-                uri: "#assertion".to_string(),
-                predigest_xml: r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="assertion">
+            test_selection(
+                assertion,
+                VerifiedSelectionKind::WholeNode,
+                "#assertion".to_string(),
+                r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="assertion">
         <saml:Issuer>https://idp.example.com</saml:Issuer>
-      </saml:Assertion>"#
-                    .to_string(),
-            }
+      </saml:Assertion>"#,
+            )
         });
 
         assert!(reduced.contains("<saml:Assertion"));
@@ -1636,12 +1708,12 @@ mod tests {
 "#;
 
         let reduced = reduce_with_selection(xml, ReduceMode::ValidateAndMarkNoAncestors, |doc| {
-            VerifiedSelection {
-                anchor: doc.get_root_element().unwrap(),
-                kind: VerifiedSelectionKind::ChildSequence,
-                uri: "".to_string(),
-                predigest_xml: r#"<Signed attr="keep">value</Signed>"#.to_string(),
-            }
+            test_selection(
+                doc.get_root_element().unwrap(),
+                VerifiedSelectionKind::ChildSequence,
+                "".to_string(),
+                r#"<Signed attr="keep">value</Signed>"#,
+            )
         });
 
         assert!(reduced.contains("<Response"));
@@ -1649,6 +1721,49 @@ mod tests {
         assert!(reduced.contains(r#"<Signed attr="keep">value</Signed>"#));
         assert!(!reduced.contains("unsigned=\"drop\""));
         assert!(!reduced.contains("<Unsigned>"));
+    }
+
+    #[test]
+    fn a_failed_alignment_leaves_nothing_marked() {
+        // The first <A> matches as an element and marks itself and its
+        // attribute before its child fails to match; the undo log must
+        // remove both, so only the second <A> (and its child) is kept, as
+        // when the matcher cloned its state per candidate.
+        let xml = r#"<Root ID="r"><A x="1"><B/></A><A y="2"><C/></A></Root>"#;
+        let doc = XmlParser::default().parse_string(xml).unwrap();
+        let root = doc.get_root_element().unwrap();
+        let parsed = parse_selection(&root, r#"<A y="2"><C></C></A>"#).unwrap();
+        let original_children = supported_fragment_children(&root);
+        let [first, second] = &original_children[..] else {
+            panic!("two children");
+        };
+        let mut nodes_to_keep = HashSet::from([1usize]);
+        let mut allowed_attributes = HashMap::from([(1usize, HashSet::new())]);
+        assert!(collect_matching_sequence(
+            &original_children,
+            &parsed.sequence_nodes,
+            &mut nodes_to_keep,
+            &mut allowed_attributes,
+        ));
+        let ptr = |n: &libxml::tree::Node| n.node_ptr() as usize;
+        let c = second.get_child_elements()[0].clone();
+        assert_eq!(nodes_to_keep, HashSet::from([1, ptr(second), ptr(&c)]));
+        assert!(!allowed_attributes.contains_key(&ptr(first)));
+        assert!(allowed_attributes[&ptr(second)].contains(&AttributeName {
+            local_name: "y".to_string(),
+            namespace: None,
+        }));
+
+        // No alignment at all: the state is exactly what it was.
+        let none = parse_selection(&root, r#"<A z="3"><D></D></A>"#).unwrap();
+        let before = (nodes_to_keep.clone(), allowed_attributes.clone());
+        assert!(!collect_matching_sequence(
+            &original_children,
+            &none.sequence_nodes,
+            &mut nodes_to_keep,
+            &mut allowed_attributes,
+        ));
+        assert_eq!((nodes_to_keep, allowed_attributes), before);
     }
 
     #[test]

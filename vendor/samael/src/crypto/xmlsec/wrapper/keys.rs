@@ -57,6 +57,55 @@ impl XmlSecKey {
         Ok(Self(key))
     }
 
+    /// PORTCULLIS PATCH: the public key of a DER certificate, for
+    /// verification. Decoding a certificate (OpenSSL 3's decoder) cost more
+    /// than the RSA verification it was done for, once per signature and
+    /// certificate tried; each thread now keeps the key of every certificate
+    /// it has seen (keyed by the whole DER, so two certificates never share
+    /// an entry; at most 64, then the cache starts over) and hands out a new
+    /// key holding only that key value (the EVP_PKEY reference-counted by
+    /// xmlsec, not copied). The certificate itself is not needed: the key is
+    /// set by the caller, KeyInfo in the message is never used.
+    pub fn verification_key_from_cert_der(der: &[u8]) -> XmlSecResult<Self> {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        const MAX: usize = 64;
+        thread_local! {
+            static KEYS: RefCell<HashMap<Vec<u8>, XmlSecKey>> = RefCell::new(HashMap::new());
+        }
+        KEYS.with(|keys| {
+            let mut keys = keys.borrow_mut();
+            if !keys.contains_key(der) {
+                let loaded = Self::from_memory(der, XmlSecKeyFormat::CertDer)?;
+                if keys.len() >= MAX {
+                    keys.clear();
+                }
+                keys.insert(der.to_vec(), loaded);
+            }
+            let template = &keys[der];
+            unsafe {
+                let value = bindings::xmlSecKeyGetValue(template.0);
+                if value.is_null() {
+                    return Err(XmlSecError::KeyLoadError);
+                }
+                let key = bindings::xmlSecKeyCreate();
+                if key.is_null() {
+                    return Err(XmlSecError::KeyLoadError);
+                }
+                let key = Self(key);
+                let copy = bindings::xmlSecKeyDataDuplicate(value);
+                if copy.is_null() {
+                    return Err(XmlSecError::KeyLoadError);
+                }
+                if bindings::xmlSecKeySetValue(key.0, copy) < 0 {
+                    bindings::xmlSecKeyDataDestroy(copy);
+                    return Err(XmlSecError::KeyLoadError);
+                }
+                Ok(key)
+            }
+        })
+    }
+
     /// Create from raw pointer to an underlying wrapper key structure. Henceforth its lifetime will be managed by this
     /// object.
     pub unsafe fn from_ptr(ptr: *mut bindings::xmlSecKey) -> Self {
