@@ -5,7 +5,10 @@
 //! work around it (pending request, replay marker, session) is a few store
 //! calls, measured in `benches/directory.rs`' terms; this is the part that
 //! grows with the XML. `cargo bench --bench acs`; issue 11 asks for >= 2,000
-//! validated logins/s.
+//! validated logins/s. Measured 2026-12-04 (this 2-core machine, loaded):
+//! signed assertion ~560 µs, signed response + assertion ~1.2 ms, encrypted
+//! ~1.7 ms, after the certificate-key cache and the matcher's undo log in
+//! vendor/samael (before: ~960 µs, ~2.1 ms, ~2.4 ms in the same run).
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -193,12 +193,12 @@ pub fn inflate(b64: &str) -> Result<String, SamlError> {
 
 /// Decodes a POST-binding message (base64), bounded like the redirect one.
 pub fn decode_post(b64: &str) -> Result<String, SamlError> {
-    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact = super::shape::base64_without_whitespace(b64);
     if compact.len() as u64 > MAX_INFLATED * 4 / 3 + 4 {
         return Err(SamlError::TooLarge);
     }
     let raw = base64::engine::general_purpose::STANDARD
-        .decode(compact.as_bytes())
+        .decode(&compact)
         .map_err(|_| SamlError::Malformed("not base64".into()))?;
     super::shape::document_text(raw)
 }

@@ -95,14 +95,10 @@ fn child<'a, 'i>(
 }
 
 fn b64_text(n: roxmltree::Node, what: &str) -> Result<Vec<u8>, SamlError> {
-    let text: Vec<u8> = n
-        .text()
-        .unwrap_or_default()
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
     base64::engine::general_purpose::STANDARD
-        .decode(&text)
+        .decode(super::shape::base64_without_whitespace(
+            n.text().unwrap_or_default(),
+        ))
         .map_err(|_| failed(format!("{what} is not base64")))
 }
 
