@@ -99,8 +99,65 @@ fn bench(c: &mut Criterion) {
                 black_box(validate(&s, black_box(&inputs[i])))
             })
         });
+        // Both cores at once, as a gateway with `threads = 2` validates:
+        // time per login over the pair, so 1/time is logins/s of the machine.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        g.bench_function(format!("{name}, {threads} threads"), |b| {
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(threads as u64);
+                let start = std::time::Instant::now();
+                std::thread::scope(|sc| {
+                    for t in 0..threads {
+                        let (s, inputs) = (&s, &inputs);
+                        sc.spawn(move || {
+                            for k in 0..per as usize {
+                                black_box(validate(s, &inputs[(k * threads + t) % inputs.len()]));
+                            }
+                        });
+                    }
+                });
+                start.elapsed().mul_f64(iters as f64 / (per * threads as u64) as f64)
+            })
+        });
+        if std::env::args().any(|a| a == "--bench") {
+            latency_report(&s, name, &inputs, threads);
+        }
     }
     g.finish();
+}
+
+/// Logins/s and the p50/p99 of one validation with every core busy
+/// (criterion reports means only), printed beside criterion's lines.
+fn latency_report(s: &Setup, name: &str, inputs: &[String], threads: usize) {
+    let per = 1_000;
+    let start = std::time::Instant::now();
+    let mut all: Vec<Duration> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                sc.spawn(move || {
+                    (0..per)
+                        .map(|k| {
+                            let t0 = std::time::Instant::now();
+                            black_box(validate(s, &inputs[(k * threads + t) % inputs.len()]));
+                            t0.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let wall = start.elapsed();
+    all.sort();
+    let q = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    println!(
+        "acs/{name}: {threads} threads, {} logins in {:.2?}: {:.0} logins/s, p50 {:.2?}, p99 {:.2?}",
+        all.len(),
+        wall,
+        all.len() as f64 / wall.as_secs_f64(),
+        q(0.50),
+        q(0.99)
+    );
 }
 
 criterion_group!(benches, bench);
