@@ -116,7 +116,9 @@ fn bench(c: &mut Criterion) {
                         });
                     }
                 });
-                start.elapsed().mul_f64(iters as f64 / (per * threads as u64) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * threads as u64) as f64)
             })
         });
         if std::env::args().any(|a| a == "--bench") {

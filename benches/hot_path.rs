@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let header = format!(
         "theme=dark; {}; lang=en",
-        cookie::set_cookie(sessions.settings(), &id)
+        cookie::set_cookie(&sessions.settings(), &id)
             .split(';')
             .next()
             .unwrap()

@@ -26,6 +26,21 @@ enum Command {
         #[arg(short, long, env = CONFIG_ENV)]
         config: PathBuf,
     },
+    /// Make a running gateway re-read its config file (as SIGHUP does),
+    /// through its admin listener: exit 0 when the new config serves, 1 when
+    /// it was refused (every problem listed; the previous config keeps
+    /// serving), 2 when the gateway could not be asked.
+    Reload {
+        #[arg(short, long, env = CONFIG_ENV)]
+        config: PathBuf,
+        /// Admin API token (as printed by `portcullis admin-token create`).
+        #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The admin listener, when the config file cannot say (default:
+        /// `[admin] listen` of the file, else 127.0.0.1:9090).
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+    },
     /// Validate a config file: exit 0 with a summary, or 1 listing every problem.
     Check {
         #[arg(short, long, env = CONFIG_ENV)]
@@ -217,13 +232,18 @@ fn main() -> ExitCode {
                 }
             };
             portcullis::telemetry::init(&cfg.log);
-            if let Err(e) = portcullis::gateway::run(cfg) {
+            if let Err(e) = portcullis::gateway::run(cfg, Some(config)) {
                 tracing::error!(error = %e, "portcullis could not start");
                 eprintln!("portcullis: {e}");
                 return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }
+        Command::Reload {
+            config,
+            token,
+            admin,
+        } => reload(&config, &token, admin),
         Command::Check { config } => match Config::load_and_validate(&config) {
             Ok(cfg) => {
                 println!("{}: ok", config.display());
@@ -337,6 +357,79 @@ fn main() -> ExitCode {
             println!("token (shown once, store it in your secret manager):\n  {token}");
             println!("config line for [admin]:\n  token_hash = \"{hash}\"");
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// `portcullis reload`. The file may be the broken one being refused, so
+/// the admin address is read leniently: `--admin`, else `admin.listen` of
+/// whatever of the file parses (and the environment), else the default.
+fn reload(config: &std::path::Path, token: &str, admin: Option<std::net::SocketAddr>) -> ExitCode {
+    let mut addr = admin
+        .or_else(|| portcullis::config::admin_listen_leniently(config))
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9090)));
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let asked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let resp = reqwest::Client::new()
+                    .post(format!("http://{addr}/admin/reload"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach the admin listener at {addr}: {e}"))?;
+                let status = resp.status();
+                let text = resp.text().await.map_err(|e| e.to_string())?;
+                Ok((status, text))
+            })
+        });
+    let (status, text) = match asked {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    match status.as_u16() {
+        200 => {
+            let changed: Vec<&str> = v["changed"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "reloaded: generation {}, changed: {}",
+                v["generation"],
+                if changed.is_empty() {
+                    "nothing in the file (key files re-read)".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        422 => {
+            eprintln!(
+                "refused ({}); the previous configuration keeps serving:",
+                v["result"].as_str().unwrap_or("?")
+            );
+            for p in v["problems"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "  {}: {}",
+                    p["key"].as_str().unwrap_or("?"),
+                    p["message"].as_str().unwrap_or("?")
+                );
+            }
+            ExitCode::from(1)
+        }
+        _ => {
+            eprintln!("portcullis: admin API answered {status}: {text}");
+            ExitCode::from(2)
         }
     }
 }

@@ -1056,3 +1056,49 @@ async fn fetched_metadata_with_an_unreadable_certificate_keeps_the_last_good_cop
         good
     );
 }
+
+/// The on-disk copy stands in for a failed fetch only when it came from the
+/// URL configured now: after `metadata_url` is changed (the IdP moved, or an
+/// operator fixed a wrong one), a copy from the old URL never vouches for it.
+#[tokio::test]
+async fn cached_metadata_from_another_url_never_stands_in() {
+    let good_idp = TestIdp::new("https://idp.example.test/metadata");
+    let good = format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"https://idp.example.test/metadata\">\
+<md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\"><md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data>\
+<ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
+<md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"https://idp.example.test/sso\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
+        good_idp.cert_b64
+    );
+    // Nothing listens here: every fetch fails.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("md-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("remote.xml"), &good).unwrap();
+    let url = format!("http://127.0.0.1:{port}/metadata");
+    let config = write_config(
+        dir.path(),
+        "https://app.example.com",
+        &format!(
+            "metadata_cache_dir = \"{}\"\ninsecure_loopback_metadata_for_tests = true\n[[saml.idp]]\nid = \"remote\"\nmetadata_url = \"{url}\"\n",
+            cache.display()
+        ),
+    );
+    let cfg = portcullis::config::Config::load(&config).unwrap();
+    let saml = cfg.saml.clone().unwrap();
+    std::fs::write(
+        cache.join("remote.url"),
+        "https://old-idp.example.test/metadata",
+    )
+    .unwrap();
+    let got = portcullis::saml::remote::fetch_all(&cfg, &saml, None).await;
+    assert_eq!(got.get("remote"), None, "a copy from another URL was used");
+    std::fs::write(cache.join("remote.url"), &url).unwrap();
+    let got = portcullis::saml::remote::fetch_all(&cfg, &saml, None).await;
+    assert_eq!(
+        got.get("remote"),
+        Some(&good),
+        "the copy from this URL is kept"
+    );
+}

@@ -467,6 +467,10 @@ pub struct ServerConfig {
     /// Largest request body the gateway reads itself (login forms, SCIM, admin).
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
+    /// Reload the configuration when this file's contents change (checked
+    /// every 2 s), as SIGHUP and `portcullis reload` do.
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -829,6 +833,19 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// `admin.listen` of a config file that may not validate (or parse) as a
+/// whole: what `portcullis reload` needs to reach a gateway whose new file
+/// is the one being refused. The environment override counts, as in `load`.
+pub fn admin_listen_leniently(path: &Path) -> Option<std::net::SocketAddr> {
+    if let Ok(v) = std::env::var("PORTCULLIS_ADMIN__LISTEN") {
+        return v.parse().ok();
+    }
+    Figment::from(Toml::file_exact(path))
+        .extract_inner::<ListenAddr>("admin.listen")
+        .ok()
+        .map(|l| l.0)
+}
 
 impl Config {
     /// Reads `path` plus environment overrides and deserializes it.

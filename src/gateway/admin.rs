@@ -11,6 +11,8 @@
 //! - `POST   /admin/webhooks/replay`        `{"target"?, "ids"?, "since_ms"?}`
 //! - `POST   /admin/webhooks/discard`       `{"target"?, "ids"?, "before_ms"?}`
 //! - `POST   /admin/webhooks/backfill`      `{"target"}`
+//! - `POST   /admin/reload`                 re-read and swap the configuration
+//!   (200 with what changed; 422 with every problem when it is refused)
 //!
 //! Routing and handling are pure (`route`); the pingora `ServeHttp` impl
 //! only reads the request and writes the response.
@@ -24,29 +26,30 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use super::local::LocalResponse;
-use super::App;
+use super::{Gateway, Snapshot};
 use crate::identity::Principal;
 use crate::session::{cookie, SessionKey};
 
 pub struct Admin {
-    app: Arc<App>,
+    gateway: Arc<Gateway>,
 }
 
 impl Admin {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
     }
 }
 
 /// Handles one admin request. `auth` is the `Authorization` header value.
 pub async fn route(
-    app: &App,
+    gw: &Gateway,
     method: &Method,
     path: &str,
     query: Option<&str>,
     auth: Option<&http::HeaderValue>,
     body: &[u8],
 ) -> LocalResponse {
+    let app = &*gw.snapshot();
     // On the admin listener, `/.portcullis/admin/...` is accepted as an alias
     // of `/admin/...` (the public listener never serves the admin API).
     let path = match path.strip_prefix(app.prefix.as_str()) {
@@ -76,14 +79,38 @@ pub async fn route(
                     )
                 }
             }
+            if (method, p) == (&Method::POST, "/admin/reload") {
+                return reload(gw).await;
+            }
             admin_api(app, method, &p["/admin".len()..], query, body).await
         }
         _ => LocalResponse::json(404, &json!({"error": "not_found"})),
     }
 }
 
+/// `POST /admin/reload`, run on the gateway's long-lived runtime.
+async fn reload(gw: &Gateway) -> LocalResponse {
+    match gw.reload("admin").await {
+        Ok(done) => LocalResponse::json(
+            200,
+            &json!({"status": "reloaded", "generation": done.generation, "changed": done.changed}),
+        ),
+        Err(e) => {
+            let problems: Vec<_> = e
+                .problems()
+                .into_iter()
+                .map(|p| json!({"key": p.key, "message": p.message}))
+                .collect();
+            LocalResponse::json(
+                422,
+                &json!({"status": "refused", "result": e.label(), "problems": problems}),
+            )
+        }
+    }
+}
+
 async fn admin_api(
-    app: &App,
+    app: &Snapshot,
     method: &Method,
     path: &str,
     query: Option<&str>,
@@ -98,7 +125,7 @@ async fn admin_api(
     match (method, segs.as_slice()) {
         (&Method::GET, ["users", sub, "sessions"]) => {
             let sub = decode(sub);
-            match app.sessions.list_user(&sub).await {
+            match app.rt.sessions.list_user(&sub).await {
                 Ok(list) => {
                     let items: Vec<_> = list
                         .iter()
@@ -116,13 +143,14 @@ async fn admin_api(
             let sub = decode(sub);
             // Who they were (tenant, email), for the session.revoked event.
             let principal = app
+                .rt
                 .sessions
                 .list_user(&sub)
                 .await
                 .ok()
                 .and_then(|l| l.into_iter().next())
                 .map(|(_, r)| r.principal);
-            match app.sessions.revoke_user(&sub).await {
+            match app.rt.sessions.revoke_user(&sub).await {
                 Ok(n) => {
                     tracing::info!(%sub, revoked = n, "admin revoked all sessions of user");
                     if let (Some(hooks), Some(p), true) = (&app.webhooks, &principal, n > 0) {
@@ -139,7 +167,7 @@ async fn admin_api(
                             actor: "admin",
                             source: crate::webhook::event::Source::Admin,
                         };
-                        crate::webhook::ops::session_revoked(hooks, app.store.as_ref(), revoked)
+                        crate::webhook::ops::session_revoked(hooks, app.rt.store.as_ref(), revoked)
                             .await;
                     }
                     LocalResponse::json(200, &json!({"sub": sub, "revoked": n}))
@@ -155,6 +183,7 @@ async fn admin_api(
                 .min(10_000);
             let client = param("client");
             match app
+                .rt
                 .store
                 .recent_scim_log(if client.is_some() { 10_000 } else { limit })
                 .await
@@ -184,7 +213,7 @@ async fn admin_api(
                     &json!({"error": "session key must be 64 lowercase hex digits"}),
                 );
             }
-            match app.sessions.revoke(&SessionKey(key.to_string())).await {
+            match app.rt.sessions.revoke(&SessionKey(key.to_string())).await {
                 Ok(true) => LocalResponse::json(200, &json!({"revoked": 1})),
                 Ok(false) => LocalResponse::json(404, &json!({"error": "no such session"})),
                 Err(e) => store_error(e),
@@ -212,16 +241,21 @@ async fn admin_api(
                     &json!({"error": "principal.sub must not be empty"}),
                 );
             }
-            match app.sessions.create(principal.clone(), "admin", None).await {
+            match app
+                .rt
+                .sessions
+                .create(principal.clone(), "admin", None)
+                .await
+            {
                 Ok((id, live)) => {
                     tracing::warn!(sub = %principal.sub, sid = live.key.sid(), "admin minted a session (impersonation)");
-                    let settings = app.sessions.settings();
+                    let settings = app.rt.sessions.settings();
                     LocalResponse::json(
                         201,
                         &json!({
                             "key": live.key.0, "sid": live.key.sid(),
                             "cookie_name": settings.cookie_name, "cookie_value": id.as_str(),
-                            "set_cookie": cookie::set_cookie(settings, &id),
+                            "set_cookie": cookie::set_cookie(&settings, &id),
                             "expires_ms": live.record.expires_ms,
                         }),
                     )
@@ -236,7 +270,7 @@ async fn admin_api(
 
 /// `/admin/webhooks/...`; 404 when no target is configured.
 async fn webhooks_api(
-    app: &App,
+    app: &Snapshot,
     method: &Method,
     rest: &[&str],
     query: Option<&str>,
@@ -249,7 +283,7 @@ async fn webhooks_api(
             &json!({"error": "no [[webhook]] target is configured"}),
         );
     };
-    let store = app.store.as_ref();
+    let store = app.rt.store.as_ref();
     let param = |k: &str| {
         url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .find(|(n, _)| n == k)
@@ -343,7 +377,7 @@ fn decode(s: &str) -> String {
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let limit = self.app.cfg.server.max_body_bytes;
+        let limit = self.gateway.snapshot().cfg.server.max_body_bytes;
         let mut body = Vec::new();
         let mut too_large = false;
         loop {
@@ -364,7 +398,7 @@ impl ServeHttp for Admin {
             super::local::too_large(limit)
         } else {
             route(
-                &self.app,
+                &self.gateway,
                 &req.method,
                 req.uri.path(),
                 req.uri.query(),

@@ -9,7 +9,7 @@
 //! groups, and to IdP-asserted groups only when that IdP sets
 //! `asserted_groups_map_roles` (an IdP names its groups as it likes).
 
-use super::App;
+use super::Snapshot;
 use crate::directory::{DirectoryError, User};
 use crate::identity::Principal;
 
@@ -30,7 +30,7 @@ pub struct Sources<'a> {
 
 /// The principal for `user`: directory groups ∪ asserted groups, roles
 /// from the tenant's group mapping (else the user's role).
-pub fn compose(app: &App, tenant: &str, user: &User, src: Sources<'_>) -> Principal {
+pub fn compose(app: &Snapshot, tenant: &str, user: &User, src: Sources<'_>) -> Principal {
     let Sources {
         directory_groups,
         asserted_groups,
@@ -84,8 +84,13 @@ pub fn compose(app: &App, tenant: &str, user: &User, src: Sources<'_>) -> Princi
 
 /// Re-derives the identity of every session of a directory user. Inactive
 /// or deleted users are left alone (their sessions are revoked elsewhere).
-pub async fn refresh_sessions(app: &App, tenant: &str, user_id: &str) -> Result<usize, String> {
+pub async fn refresh_sessions(
+    app: &Snapshot,
+    tenant: &str,
+    user_id: &str,
+) -> Result<usize, String> {
     let user = app
+        .rt
         .store
         .get_user(tenant, user_id)
         .await
@@ -94,6 +99,7 @@ pub async fn refresh_sessions(app: &App, tenant: &str, user_id: &str) -> Result<
         return Ok(0);
     };
     let dir_groups: Vec<String> = app
+        .rt
         .store
         .groups_of_user(tenant, &user.id)
         .await
@@ -101,7 +107,8 @@ pub async fn refresh_sessions(app: &App, tenant: &str, user_id: &str) -> Result<
         .into_iter()
         .map(|g| g.display_name)
         .collect();
-    app.sessions
+    app.rt
+        .sessions
         .refresh_user(&user.id, |rec| {
             let asserted = rec
                 .sso
@@ -135,14 +142,20 @@ fn marker_key(tenant: &str, user_name: &str) -> String {
 }
 
 /// Remembers that SCIM deprovisioned `user_name` in `tenant`.
-pub async fn mark_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Result<(), String> {
+pub async fn mark_deprovisioned(
+    app: &Snapshot,
+    tenant: &str,
+    user_name: &str,
+) -> Result<(), String> {
     let key = marker_key(tenant, user_name);
     // Replace any older marker: take, then put.
-    app.store
+    app.rt
+        .store
         .take_state(DEPROVISIONED, &key)
         .await
         .map_err(|e| e.to_string())?;
-    app.store
+    app.rt
+        .store
         .put_state_once(DEPROVISIONED, &key, b"1", DEPROVISIONED_TTL)
         .await
         .map_err(|e| e.to_string())?;
@@ -150,8 +163,13 @@ pub async fn mark_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Res
 }
 
 /// Clears the marker when SCIM provisions the userName again.
-pub async fn clear_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Result<(), String> {
-    app.store
+pub async fn clear_deprovisioned(
+    app: &Snapshot,
+    tenant: &str,
+    user_name: &str,
+) -> Result<(), String> {
+    app.rt
+        .store
         .take_state(DEPROVISIONED, &marker_key(tenant, user_name))
         .await
         .map(|_| ())
@@ -159,8 +177,13 @@ pub async fn clear_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Re
 }
 
 /// Was `user_name` deprovisioned by SCIM (and not provisioned since)?
-pub async fn is_deprovisioned(app: &App, tenant: &str, user_name: &str) -> Result<bool, String> {
-    app.store
+pub async fn is_deprovisioned(
+    app: &Snapshot,
+    tenant: &str,
+    user_name: &str,
+) -> Result<bool, String> {
+    app.rt
+        .store
         .peek_state(DEPROVISIONED, &marker_key(tenant, user_name))
         .await
         .map(|v| v.is_some())

@@ -12,7 +12,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::json;
 
 use super::pages;
-use super::App;
+use super::Snapshot;
 use crate::session::{cookie, LiveSession, SessionId};
 
 /// A request for a local endpoint, with the body already read (capped).
@@ -93,7 +93,7 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
 /// No session where one is needed: browsers go to the login page with the
 /// original target, API clients get a 401.
 pub fn unauthenticated(
-    app: &App,
+    app: &Snapshot,
     headers: &HeaderMap,
     method: &Method,
     target: &str,
@@ -156,7 +156,7 @@ pub fn too_large(limit: usize) -> LocalResponse {
 }
 
 /// Routes a request under the reserved prefix.
-pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
+pub async fn handle(app: &Snapshot, req: LocalRequest) -> LocalResponse {
     if let Some(scim) = app.scim.as_ref().filter(|s| s.owns(&req.path)) {
         return crate::scim::server::handle(app, scim, &req).await;
     }
@@ -190,7 +190,7 @@ pub async fn handle(app: &App, req: LocalRequest) -> LocalResponse {
 
 /// A browser that GETs the ACS (back button, bookmark, a reload after the
 /// sign-in) gets the readable page with a reference id and a way back in.
-fn acs_not_posted(app: &App, req: &LocalRequest) -> LocalResponse {
+fn acs_not_posted(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
     let reference = pages::reference_id();
     tracing::warn!(reference, method = %req.method, reason = "acs_not_posted", "SAML sign-in refused: the ACS only accepts the IdP's POST");
     let r = if wants_html(&req.headers) {
@@ -219,7 +219,7 @@ fn method_not_allowed(allow: &str) -> LocalResponse {
         .with_header(http::header::ALLOW, allow)
 }
 
-fn jwks(app: &App) -> LocalResponse {
+fn jwks(app: &Snapshot) -> LocalResponse {
     let mut r = LocalResponse::new(
         200,
         "application/jwk-set+json",
@@ -230,8 +230,8 @@ fn jwks(app: &App) -> LocalResponse {
 }
 
 /// Ready when the store answers and the upstream accepts a connection.
-pub async fn readyz(app: &App) -> LocalResponse {
-    let store = match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+pub async fn readyz(app: &Snapshot) -> LocalResponse {
+    let store = match tokio::time::timeout(Duration::from_secs(2), app.rt.store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timed out".to_string()),
@@ -243,7 +243,7 @@ pub async fn readyz(app: &App) -> LocalResponse {
         .get()
         .min(Duration::from_secs(2));
     let upstream = async {
-        let addr = app.upstream.resolve().await.map_err(|e| e.to_string())?;
+        let addr = app.rt.upstream.resolve().await.map_err(|e| e.to_string())?;
         match tokio::time::timeout(connect_limit, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -285,10 +285,10 @@ fn userinfo(req: &LocalRequest) -> LocalResponse {
     }
 }
 
-async fn logout(app: &App, req: &LocalRequest) -> LocalResponse {
+async fn logout(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
     let mut idp_redirect = None;
     if let Some(s) = &req.session {
-        match app.sessions.revoke(&s.key).await {
+        match app.rt.sessions.revoke(&s.key).await {
             Ok(_) => {
                 tracing::info!(sid = s.key.sid(), sub = %s.principal().sub, "signed out");
                 idp_redirect = s
@@ -304,7 +304,7 @@ async fn logout(app: &App, req: &LocalRequest) -> LocalResponse {
             }
         }
     }
-    let clear = cookie::clear_cookie(app.sessions.settings());
+    let clear = cookie::clear_cookie(&app.rt.sessions.settings());
     match idp_redirect {
         // Single logout: the IdP ends its session and sends the browser back to /saml/slo.
         Some(url) => LocalResponse::redirect(&url).with_header(http::header::SET_COOKIE, clear),

@@ -9,6 +9,7 @@ pub mod identity_sync;
 pub mod local;
 pub mod pages;
 pub mod proxy;
+pub mod reload;
 pub mod tls;
 
 use std::collections::HashSet;
@@ -140,22 +141,40 @@ impl Upstream {
     }
 }
 
-/// Everything the request path needs, built once at start.
-pub struct App {
-    pub cfg: Arc<Config>,
+/// What lives as long as the process, whatever the configuration says:
+/// the store connections, the session cache, the upstream address and the
+/// webhook delivery workers. Built once at start; a reload re-points parts
+/// of it (session settings, worker targets) but never replaces it.
+pub struct Runtime {
     pub store: Arc<dyn Backend>,
     pub sessions: Arc<Sessions>,
+    pub upstream: Upstream,
+    /// One delivery worker per `[[webhook]]` target, re-pointed on reload.
+    pub webhook_workers: crate::webhook::deliver::Workers,
+}
+
+/// Everything derived from one validated `Config`, and nothing else: the
+/// request path reads one snapshot per request (`Gateway::snapshot`), so a
+/// reload swaps all of it at once and a request in flight finishes on the
+/// snapshot it started with. It reaches the long-lived parts through `rt`.
+pub struct Snapshot {
+    pub rt: Arc<Runtime>,
+    /// Counts reloads (0 = the config the process started with); an
+    /// identity JWT minted under another generation is minted again.
+    pub generation: u64,
+    pub cfg: Arc<Config>,
     pub minter: Minter,
     pub policy: Policy,
-    pub upstream: Upstream,
     /// Exact inbound header names to remove (configured + our own).
-    /// (foldhash: looked up for every inbound header; the set is fixed at
-    /// start, so there is nothing for a flood of chosen names to grow.)
+    /// (foldhash: looked up for every inbound header; the set is fixed per
+    /// snapshot, so there is nothing for a flood of chosen names to grow.)
     pub strip: HashSet<HeaderName, foldhash::fast::RandomState>,
     pub prefix: String,
     pub admin_token: Option<crate::secret::TokenHash>,
     /// The IdP registry; swapped when fetched IdP metadata changes.
     pub saml: arc_swap::ArcSwapOption<crate::saml::idp::Registry>,
+    /// The fetched IdP metadata (by IdP id) `saml` was built from.
+    pub remote: parking_lot::Mutex<std::collections::HashMap<String, String>>,
     /// `[saml] mode = "optional"`: no session still reaches the app, without identity.
     pub sso_optional: bool,
     pub scim: Option<crate::scim::server::Scim>,
@@ -166,10 +185,25 @@ pub struct App {
     pub trust: crate::directory::trust::Trust,
 }
 
-impl App {
-    /// Builds the application state. Must run on a long-lived tokio runtime:
-    /// backend connections spawn their drivers on it.
-    pub async fn build(cfg: Config) -> Result<Arc<Self>, StartError> {
+/// The running gateway: its runtime and the current snapshot. The proxy
+/// and admin services hold this; everything else receives a `Snapshot`.
+pub struct Gateway {
+    pub rt: Arc<Runtime>,
+    current: arc_swap::ArcSwap<Snapshot>,
+    /// Where the configuration is read from again on reload (`None`: built
+    /// from a value, nothing to re-read).
+    config_path: Option<PathBuf>,
+    /// Reloads run one at a time, each against the snapshot before it.
+    reloading: tokio::sync::Mutex<()>,
+    /// The long-lived runtime background work (reloads, workers) runs on.
+    state: tokio::runtime::Handle,
+}
+
+impl Gateway {
+    /// Opens the runtime (store, session cache) and builds the first
+    /// snapshot. Must run on a long-lived tokio runtime: backend connections
+    /// spawn their drivers on it.
+    pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, StartError> {
         let problems = cfg.validate();
         if !problems.is_empty() {
             return Err(crate::config::ConfigError(problems).into());
@@ -182,16 +216,63 @@ impl App {
             }
             _ => Default::default(),
         };
-        Self::with_parts(cfg, store, keys, &remote)
+        let session_store: Arc<dyn crate::session::SessionStore> = store.clone();
+        let rt = Arc::new(Runtime {
+            sessions: Sessions::new(session_store, SessionSettings::from_config(&cfg)),
+            upstream: Upstream::from_config(&cfg),
+            webhook_workers: crate::webhook::deliver::Workers::new(
+                tokio::runtime::Handle::current(),
+            ),
+            store,
+        });
+        let first = Snapshot::build(rt.clone(), 0, cfg, keys, &remote)?;
+        let webhooks = first.webhooks.clone();
+        let gw = Arc::new(Self {
+            current: arc_swap::ArcSwap::from_pointee(first),
+            config_path,
+            reloading: tokio::sync::Mutex::new(()),
+            state: tokio::runtime::Handle::current(),
+            rt,
+        });
+        gw.rt
+            .webhook_workers
+            .reconcile(webhooks, gw.rt.store.clone());
+        Ok(gw)
     }
 
-    /// Builds from already opened parts (tests share a store this way).
-    pub fn with_parts(
+    /// The snapshot to serve one request with.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The path the configuration is re-read from.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Makes `next` current and points the runtime's re-pointable parts
+    /// (session settings, webhook workers) at it.
+    fn install(&self, next: Snapshot) {
+        self.rt
+            .sessions
+            .set_settings(SessionSettings::from_config(&next.cfg));
+        let next = Arc::new(next);
+        self.current.store(next.clone());
+        self.rt
+            .webhook_workers
+            .reconcile(next.webhooks.clone(), self.rt.store.clone());
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot from a validated config and already opened parts.
+    pub fn build(
+        rt: Arc<Runtime>,
+        generation: u64,
         cfg: Config,
-        store: Arc<dyn Backend>,
         keys: Arc<Keyset>,
         remote_metadata: &std::collections::HashMap<String, String>,
-    ) -> Result<Arc<Self>, StartError> {
+    ) -> Result<Self, StartError> {
         let minter = Minter::new(&cfg, keys)?;
         // Emergency bypass paths come first: they must win over every rule.
         let mut rules: Vec<crate::config::PolicyRuleConfig> = cfg
@@ -237,8 +318,6 @@ impl App {
                 strip.insert(n);
             }
         }
-        let session_store: Arc<dyn crate::session::SessionStore> = store.clone();
-        let sessions = Sessions::new(session_store, SessionSettings::from_config(&cfg));
         let admin_token = cfg
             .admin
             .token_hash
@@ -247,22 +326,22 @@ impl App {
         let webhooks = crate::webhook::Webhooks::from_config(&cfg)
             .map_err(|m| StartError::Saml("webhook".into(), m))?;
         let trust = crate::directory::trust::Trust::from_config(&cfg);
-        Ok(Arc::new(Self {
+        Ok(Self {
+            rt,
+            generation,
             webhooks,
             trust,
-            upstream: Upstream::from_config(&cfg),
             prefix: cfg.server.reserved_prefix.clone(),
             cfg: Arc::new(cfg),
-            store,
-            sessions,
             minter,
             policy,
             strip,
             admin_token,
             saml: arc_swap::ArcSwapOption::new(saml),
+            remote: parking_lot::Mutex::new(remote_metadata.clone()),
             sso_optional,
             scim,
-        }))
+        })
     }
 
     /// True if `path` (normalized) is one of the gateway's own endpoints
@@ -295,8 +374,9 @@ fn runtime_dir(cfg: &Config) -> PathBuf {
     })
 }
 
-/// Runs the gateway until a signal stops it. Never returns.
-pub fn run(cfg: Config) -> Result<(), StartError> {
+/// Runs the gateway until a signal stops it. Never returns. `config_path`
+/// is the file a reload reads again.
+pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), StartError> {
     // pingora's listener installs ring as well; doing it first means any
     // rustls client created before that (Redis over TLS) finds a provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -310,14 +390,14 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(|e| StartError::Runtime(e.to_string()))?;
-    let app = state_rt.block_on(App::build(cfg))?;
+    let gw = state_rt.block_on(Gateway::start(cfg, config_path))?;
     crate::telemetry::register_metrics();
-    spawn_maintenance(&state_rt, app.clone());
-    if let Some(hooks) = app.webhooks.clone() {
-        let store = app.store.clone();
-        state_rt.spawn(async move { crate::webhook::deliver::spawn_workers(hooks, store) });
-    }
+    spawn_maintenance(&state_rt, gw.clone());
+    gw.reload_on_sighup()
+        .map_err(|e| StartError::Runtime(format!("SIGHUP handler: {e}")))?;
+    gw.watch_config_file();
 
+    let app = gw.snapshot();
     let cfg = app.cfg.clone();
     let rt_dir = runtime_dir(&cfg);
     std::fs::create_dir_all(&rt_dir)
@@ -348,7 +428,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
 
     let mut options = HttpServerOptions::default();
     options.h2c = cfg.server.tls.is_none() && cfg.server.http2_cleartext;
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, proxy::Proxy::new(app.clone()))
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, proxy::Proxy::new(gw.clone()))
         .name("portcullis")
         .server_options(options)
         .build();
@@ -369,7 +449,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     if cfg.admin.enabled {
         let mut admin = pingora::services::listening::Service::new(
             "portcullis-admin".into(),
-            admin::Admin::new(app.clone()),
+            admin::Admin::new(gw.clone()),
         );
         admin.add_tcp(&cfg.admin.listen.to_string());
         server.add_service(admin);
@@ -379,7 +459,7 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
         listen = %cfg.server.listen,
         public_url = %cfg.server.public_url.as_str(),
         upstream = %cfg.upstream.url.as_str(),
-        store = app.store.kind(),
+        store = app.rt.store.kind(),
         kid = app.minter.keys().signer().kid(),
         "portcullis started"
     );
@@ -388,11 +468,11 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
     server.run_forever()
 }
 
-/// Background upkeep on the state runtime: expired-session sweeps and IdP
-/// metadata refresh.
-fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
-    if app.upstream.needs_lookup() {
-        let upstream = app.upstream.clone();
+/// Background upkeep on the state runtime: upstream lookups, IdP metadata
+/// refresh (of whichever snapshot is current) and expired-state sweeps.
+fn spawn_maintenance(rt: &tokio::runtime::Runtime, gw: Arc<Gateway>) {
+    if gw.rt.upstream.needs_lookup() {
+        let upstream = gw.rt.upstream.clone();
         rt.spawn(async move {
             loop {
                 if let Err(e) = upstream.refresh().await {
@@ -402,41 +482,31 @@ fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
             }
         });
     }
-    if let Some(saml) = app.cfg.saml.clone() {
-        if let Some(every) = crate::saml::remote::refresh_interval(&saml) {
-            let app = app.clone();
-            rt.spawn(async move {
-                let mut current = crate::saml::remote::fetch_all(&app.cfg, &saml, None).await;
-                loop {
-                    tokio::time::sleep(every).await;
-                    let fresh = crate::saml::remote::fetch_all(&app.cfg, &saml, Some(&current)).await;
-                    if fresh == current {
-                        continue;
-                    }
-                    match crate::saml::idp::Registry::build(&app.cfg, &saml, Some(&fresh)) {
-                        Ok(reg) => {
-                            app.saml.store(Some(Arc::new(reg)));
-                            tracing::info!("IdP registry updated from fetched metadata");
-                            current = fresh;
-                        }
-                        Err((key, msg)) => {
-                            tracing::error!(%key, %msg, "fetched IdP metadata is unusable; keeping the previous registry")
-                        }
-                    }
-                }
-            });
+    let refresher = gw.clone();
+    rt.spawn(async move {
+        loop {
+            let every = refresher
+                .snapshot()
+                .cfg
+                .saml
+                .as_ref()
+                .and_then(crate::saml::remote::refresh_interval)
+                .unwrap_or(Duration::from_secs(30));
+            tokio::time::sleep(every).await;
+            refresh_metadata(&refresher.snapshot()).await;
         }
-    }
+    });
+    let parts = gw.rt.clone();
     rt.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            match app.sessions.purge_expired().await {
+            match parts.sessions.purge_expired().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "expired sessions removed"),
                 Err(e) => tracing::warn!(error = %e, "session sweep failed"),
             }
-            if let Err(e) = app
+            if let Err(e) = parts
                 .store
                 .purge_expired_state(crate::session::now_ms())
                 .await
@@ -445,6 +515,32 @@ fn spawn_maintenance(rt: &tokio::runtime::Runtime, app: Arc<App>) {
             }
         }
     });
+}
+
+/// Fetches the URL-configured IdP metadata of `snap` again and, when it
+/// changed and still builds a registry, swaps that snapshot's registry.
+async fn refresh_metadata(snap: &Snapshot) {
+    let Some(saml) = snap.cfg.saml.as_ref() else {
+        return;
+    };
+    if !crate::saml::remote::any_remote(saml) {
+        return;
+    }
+    let previous = snap.remote.lock().clone();
+    let fresh = crate::saml::remote::fetch_all(&snap.cfg, saml, Some(&previous)).await;
+    if fresh == previous {
+        return;
+    }
+    match crate::saml::idp::Registry::build(&snap.cfg, saml, Some(&fresh)) {
+        Ok(reg) => {
+            snap.saml.store(Some(Arc::new(reg)));
+            *snap.remote.lock() = fresh;
+            tracing::info!("IdP registry updated from fetched metadata");
+        }
+        Err((key, msg)) => {
+            tracing::error!(%key, %msg, "fetched IdP metadata is unusable; keeping the previous registry")
+        }
+    }
 }
 
 #[cfg(test)]

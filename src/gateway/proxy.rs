@@ -17,24 +17,27 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::local::{self, LocalRequest, LocalResponse};
-use super::{pages, App};
+use super::{pages, Gateway, Snapshot};
 use crate::identity::Minted;
 use crate::policy::{normalize_path, Decision, Policy};
 use crate::session::{cookie, now_ms, LiveSession};
 use crate::telemetry::{self, access, Outcome};
 
 pub struct Proxy {
-    app: Arc<App>,
+    gateway: Arc<Gateway>,
 }
 
 impl Proxy {
-    pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
     }
 }
 
 /// Per-request state.
 pub struct Ctx {
+    /// The configuration snapshot this request is served with, from the
+    /// first phase to the last (a reload meanwhile does not split it).
+    app: Arc<Snapshot>,
     started: Instant,
     session: Option<Arc<LiveSession>>,
     /// Normalized path + query when it differs from what the client sent.
@@ -134,26 +137,25 @@ async fn read_body_capped(session: &mut Session, limit: usize) -> Result<Option<
     Ok(Some(buf.freeze()))
 }
 
-impl Proxy {
-    /// The identity headers for a session, minted at most once per JWT lifetime.
-    fn identity_headers(&self, live: &LiveSession) -> Result<Arc<Minted>> {
-        let now = now_ms();
-        let mut slot = live.minted.lock();
-        if let Some(m) = slot.as_ref() {
-            if now < m.refresh_after_ms {
-                return Ok(m.clone());
-            }
+/// The identity headers for a session, minted at most once per JWT
+/// lifetime and configuration: a token minted under another snapshot
+/// (another key, audience or header set) is minted again.
+fn identity_headers(app: &Snapshot, live: &LiveSession) -> Result<Arc<Minted>> {
+    let now = now_ms();
+    let mut slot = live.minted.lock();
+    if let Some((generation, m)) = slot.as_ref() {
+        if *generation == app.generation && now < m.refresh_after_ms {
+            return Ok(m.clone());
         }
-        let minted = self
-            .app
-            .minter
-            .mint(live.principal(), live.key.sid(), now)
-            .map_err(|e| Error::because(InternalError, "minting identity JWT", e))?;
-        let minted = Arc::new(minted);
-        *slot = Some(minted.clone());
-        telemetry::JWT_MINTED.inc();
-        Ok(minted)
     }
+    let minted = app
+        .minter
+        .mint(live.principal(), live.key.sid(), now)
+        .map_err(|e| Error::because(InternalError, "minting identity JWT", e))?;
+    let minted = Arc::new(minted);
+    *slot = Some((app.generation, minted.clone()));
+    telemetry::JWT_MINTED.inc();
+    Ok(minted)
 }
 
 #[async_trait]
@@ -162,6 +164,7 @@ impl ProxyHttp for Proxy {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            app: self.gateway.snapshot(),
             started: Instant::now(),
             session: None,
             rewrite: None,
@@ -173,7 +176,8 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let app = &self.app;
+        let app = ctx.app.clone();
+        let app = &*app;
         ctx.tls = session
             .digest()
             .map(|d| d.ssl_digest.is_some())
@@ -205,13 +209,13 @@ impl ProxyHttp for Proxy {
             }
         };
 
-        let settings = app.sessions.settings();
+        let settings = app.rt.sessions.settings();
         let sid = cookie::find_session_id(
             req.headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
             &settings.cookie_name,
         );
         let live = match &sid {
-            Some(id) => match app.sessions.lookup(id).await {
+            Some(id) => match app.rt.sessions.lookup(id).await {
                 Ok(s) => s,
                 Err(e) => {
                     let reference = pages::reference_id();
@@ -324,9 +328,9 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let up = &self.app.upstream;
-        let cfg = &self.app.cfg.upstream;
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let up = &ctx.app.rt.upstream;
+        let cfg = &ctx.app.cfg.upstream;
         let addr = up
             .resolve()
             .await
@@ -349,7 +353,8 @@ impl ProxyHttp for Proxy {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let app = &self.app;
+        let app = ctx.app.clone();
+        let app = &*app;
         // 1. Nothing the client sent may pose as identity, nor (unless the
         // hop before is trusted) as forwarding information. One pass over
         // the headers; removals only for what is there.
@@ -374,7 +379,7 @@ impl ProxyHttp for Proxy {
         if !cookies.is_empty() {
             req.remove_header(&COOKIE);
             if let Some(rest) =
-                cookie::strip_session_cookie(&cookies, &app.sessions.settings().cookie_name)
+                cookie::strip_session_cookie(&cookies, &app.rt.sessions.settings().cookie_name)
             {
                 req.insert_header(COOKIE, rest)?;
             }
@@ -422,7 +427,7 @@ impl ProxyHttp for Proxy {
             }
         }
         if !app.cfg.upstream.preserve_host {
-            req.insert_header(HOST, app.upstream.authority_value.clone())?;
+            req.insert_header(HOST, app.rt.upstream.authority_value.clone())?;
         }
         // 4. The path the policy judged is the path the app gets.
         if let Some(target) = ctx.rewrite.take() {
@@ -434,7 +439,7 @@ impl ProxyHttp for Proxy {
         }
         // 5. Identity.
         if let Some(live) = &ctx.session {
-            let minted = self.identity_headers(live)?;
+            let minted = identity_headers(app, live)?;
             for (name, value) in &minted.headers {
                 req.insert_header(name.clone(), value.clone())?;
             }

@@ -115,12 +115,16 @@ pub async fn fetch_all(
             continue;
         };
         let cached = dir.join(format!("{}.xml", idp.id));
+        // The URL the cached copy came from: a copy fetched from another URL
+        // (the IdP's `metadata_url` was changed since) never stands in.
+        let cached_url = dir.join(format!("{}.url", idp.id));
         match fetch(&client, url, loopback_http).await {
             Ok(xml) => {
                 let changed = previous.and_then(|p| p.get(&idp.id)) != Some(&xml);
                 if changed {
-                    let write =
-                        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&cached, &xml));
+                    let write = std::fs::create_dir_all(&dir)
+                        .and_then(|_| std::fs::write(&cached, &xml))
+                        .and_then(|_| std::fs::write(&cached_url, url));
                     if let Err(e) = write {
                         tracing::warn!(idp = %idp.id, error = %e, path = %cached.display(), "cannot cache IdP metadata");
                     }
@@ -131,7 +135,14 @@ pub async fn fetch_all(
             Err(e) => {
                 let kept = previous
                     .and_then(|p| p.get(&idp.id).cloned())
-                    .or_else(|| std::fs::read_to_string(&cached).ok());
+                    .or_else(|| {
+                        let from = std::fs::read_to_string(&cached_url).ok();
+                        if from.as_ref().is_some_and(|f| f != url) {
+                            tracing::warn!(idp = %idp.id, %url, "the cached IdP metadata came from another URL; not using it");
+                            return None;
+                        }
+                        std::fs::read_to_string(&cached).ok()
+                    });
                 match kept {
                     Some(xml) => {
                         tracing::warn!(idp = %idp.id, %url, error = %e, "IdP metadata fetch failed; keeping the last good copy");

@@ -16,7 +16,7 @@ use super::response::{inspect, verify, Login};
 use super::SamlError;
 use crate::gateway::local::{is_local_target, query_param, LocalRequest, LocalResponse};
 use crate::gateway::pages::{self, escape};
-use crate::gateway::App;
+use crate::gateway::Snapshot;
 use crate::identity::Principal;
 use crate::session::cookie;
 
@@ -36,7 +36,7 @@ struct Pending {
     binding: Option<String>,
 }
 
-fn registry(app: &App) -> Option<Arc<Registry>> {
+fn registry(app: &Snapshot) -> Option<Arc<Registry>> {
     app.saml.load_full()
 }
 
@@ -46,7 +46,7 @@ fn safe_target(rd: Option<String>) -> String {
 }
 
 /// `GET /.portcullis/login[?rd=][&idp=][&email=]`
-pub async fn login(app: &App, req: &LocalRequest) -> LocalResponse {
+pub async fn login(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
     let rd = safe_target(query_param(req.query.as_deref(), "rd"));
     if req.session.is_some() {
         return LocalResponse::redirect(&rd);
@@ -95,7 +95,7 @@ pub async fn login(app: &App, req: &LocalRequest) -> LocalResponse {
 
 /// The home-realm page: work email first, IdP buttons as an alternative.
 fn login_page(
-    app: &App,
+    app: &Snapshot,
     reg: &Registry,
     rd: &str,
     email: Option<&str>,
@@ -149,7 +149,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Sends the browser to the IdP with an AuthnRequest remembered in the store.
 async fn start(
-    app: &App,
+    app: &Snapshot,
     reg: &Registry,
     idp: Arc<Idp>,
     rd: String,
@@ -179,6 +179,7 @@ async fn start(
     };
     let value = serde_json::to_vec(&pending).unwrap_or_default();
     match app
+        .rt
         .store
         .put_state_once(NS_AUTHN, &request_id, &value, sp.request_ttl)
         .await
@@ -245,7 +246,7 @@ fn cookie_value(req: &LocalRequest, name: &str) -> Option<String> {
 }
 
 /// Logs a refusal with a reference id and renders the error page.
-fn failure(app: &App, idp: Option<&str>, e: &SamlError, xml: Option<&str>) -> LocalResponse {
+fn failure(app: &Snapshot, idp: Option<&str>, e: &SamlError, xml: Option<&str>) -> LocalResponse {
     let reference = pages::reference_id();
     let debug = app.saml.load().as_ref().is_some_and(|r| r.sp.debug);
     tracing::warn!(reference, reason = e.reason(), idp = idp.unwrap_or("-"), detail = %e, "SAML sign-in refused");
@@ -269,7 +270,7 @@ fn failure(app: &App, idp: Option<&str>, e: &SamlError, xml: Option<&str>) -> Lo
 }
 
 /// `POST /.portcullis/saml/acs`
-pub async fn acs(app: &App, req: &LocalRequest) -> LocalResponse {
+pub async fn acs(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
     let Some(reg) = registry(app) else {
         return LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"}));
     };
@@ -302,7 +303,7 @@ pub async fn acs(app: &App, req: &LocalRequest) -> LocalResponse {
 type AcsError = (Option<String>, SamlError, Option<String>);
 
 async fn accept(
-    app: &App,
+    app: &Snapshot,
     reg: &Registry,
     req: &LocalRequest,
     saml_response: &str,
@@ -324,6 +325,7 @@ async fn accept(
     let (request_id, target) = match &msg.in_response_to {
         Some(id) => {
             let raw = app
+                .rt
                 .store
                 // Only looked at here; consumed once the response has verified,
                 // so a forged response cannot burn a real request.
@@ -376,6 +378,7 @@ async fn accept(
     // The request is single-use: of two valid responses to it, one wins.
     if let Some(id) = &msg.in_response_to {
         let taken = app
+            .rt
             .store
             .take_state(NS_AUTHN, id)
             .await
@@ -396,6 +399,7 @@ async fn accept(
         .clamp(Duration::from_secs(1), Duration::from_secs(86_400));
     let replay_key = format!("{}:{}", idp.id, login.assertion_id);
     let fresh = app
+        .rt
         .store
         .put_state_once(NS_ASSERTION, &replay_key, b"1", ttl)
         .await
@@ -436,7 +440,7 @@ struct PendingConfirm {
 /// sign-in is kept in the store under a nonce that only this page knows,
 /// bound to a SameSite=Strict cookie set with it.
 async fn ask_to_continue(
-    app: &App,
+    app: &Snapshot,
     idp: &Idp,
     login: &Login,
     target: String,
@@ -452,6 +456,7 @@ async fn ask_to_continue(
     let value = serde_json::to_vec(&pending).map_err(|e| SamlError::Other(e.to_string()))?;
     let key = crate::secret::sha256_hex(nonce.as_bytes());
     match app
+        .rt
         .store
         .put_state_once(NS_CONFIRM, &key, &value, CONFIRM_TTL)
         .await
@@ -496,7 +501,7 @@ async fn ask_to_continue(
 /// sign-in. Refused unless the POST is same-origin (Origin or
 /// Sec-Fetch-Site, when the browser sends them), carries the page's nonce
 /// and the SameSite=Strict cookie set with it; single use.
-pub async fn continue_idp_initiated(app: &App, req: &LocalRequest) -> LocalResponse {
+pub async fn continue_idp_initiated(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
     let refuse = |why: &str| failure(app, None, &SamlError::Unconfirmed(why.to_string()), None);
     let origin = app.cfg.server.public_url.origin();
     let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
@@ -516,7 +521,7 @@ pub async fn continue_idp_initiated(app: &App, req: &LocalRequest) -> LocalRespo
         return refuse("confirmation cookie missing (another browser, or expired)");
     };
     let key = crate::secret::sha256_hex(nonce.as_bytes());
-    let pending = match app.store.peek_state(NS_CONFIRM, &key).await {
+    let pending = match app.rt.store.peek_state(NS_CONFIRM, &key).await {
         Ok(Some(raw)) => match serde_json::from_slice::<PendingConfirm>(&raw) {
             Ok(p) => p,
             Err(_) => return refuse("unreadable pending sign-in"),
@@ -536,7 +541,7 @@ pub async fn continue_idp_initiated(app: &App, req: &LocalRequest) -> LocalRespo
         return refuse("confirmation cookie does not match");
     }
     // Single use: of two confirmations, one wins.
-    match app.store.take_state(NS_CONFIRM, &key).await {
+    match app.rt.store.take_state(NS_CONFIRM, &key).await {
         Ok(Some(_)) => {}
         Ok(None) => return refuse("already confirmed"),
         Err(e) => {
@@ -569,7 +574,7 @@ pub async fn continue_idp_initiated(app: &App, req: &LocalRequest) -> LocalRespo
 /// The directory user, a new session (a fresh id: never the one the
 /// browser came with) and the redirect to where the user was going.
 async fn finish_sign_in(
-    app: &App,
+    app: &Snapshot,
     req: &LocalRequest,
     idp: &Idp,
     login: &Login,
@@ -585,6 +590,7 @@ async fn finish_sign_in(
         asserted_groups: login.groups.clone(),
     };
     let (id, live) = app
+        .rt
         .sessions
         .create_linked(principal, "saml", req.session_id.as_ref(), Some(link))
         .await
@@ -603,7 +609,7 @@ async fn finish_sign_in(
     let mut resp = LocalResponse::redirect(&target)
         .with_header(
             http::header::SET_COOKIE,
-            cookie::set_cookie(app.sessions.settings(), &id),
+            cookie::set_cookie(&app.rt.sessions.settings(), &id),
         )
         .with_header(http::header::SET_COOKIE, clear_login);
     resp.status = 303;
@@ -642,7 +648,11 @@ fn full_name(login: &Login) -> Option<String> {
 /// only for identifiers in its domains: the NameID, the email attribute,
 /// and the matched user's userName and primary email. Look-alike
 /// identifiers (`rules::check_identifier`) are refused before any lookup.
-async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Principal, SamlError> {
+async fn resolve_principal(
+    app: &Snapshot,
+    idp: &Idp,
+    login: &Login,
+) -> Result<Principal, SamlError> {
     use crate::directory::trust::Verdict;
     use crate::directory::{rules, DirectoryError, MultiValue, Name, ProvisionedVia, User};
     let asserted: Vec<&str> = std::iter::once(login.name_id.as_str())
@@ -656,7 +666,7 @@ async fn resolve_principal(app: &App, idp: &Idp, login: &Login) -> Result<Princi
             })
         })?;
     }
-    let dir = &app.store;
+    let dir = &app.rt.store;
     let tenant = idp
         .tenant
         .clone()
@@ -849,13 +859,14 @@ fn refuse_unowned(
 /// it now and it is active; never claimed on this path (a user that is
 /// unowned again is refused once: the next sign-in decides afresh).
 async fn stored_if_owned(
-    app: &App,
+    app: &Snapshot,
     tenant: &str,
     idp: &str,
     id: &str,
 ) -> Result<crate::directory::User, SamlError> {
     use crate::directory::trust::Verdict;
     let u = app
+        .rt
         .store
         .get_user(tenant, id)
         .await
@@ -879,7 +890,7 @@ async fn stored_if_owned(
 
 /// Where `/.portcullis/logout` sends the browser after ending a SAML
 /// session: the IdP's SLO endpoint with a LogoutRequest, when it has one.
-pub fn idp_logout_redirect(app: &App, link: &crate::session::SsoLink) -> Option<String> {
+pub fn idp_logout_redirect(app: &Snapshot, link: &crate::session::SsoLink) -> Option<String> {
     let reg = registry(app)?;
     let idp = reg.by_id(&link.idp)?;
     match super::slo::logout_request_url(&reg.sp, idp, link) {
@@ -893,7 +904,7 @@ pub fn idp_logout_redirect(app: &App, link: &crate::session::SsoLink) -> Option<
 
 /// `GET|POST /.portcullis/saml/slo`: an IdP's LogoutRequest (end that
 /// user's sessions here, answer a LogoutResponse) or its LogoutResponse to ours.
-pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
+pub async fn slo(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
     let Some(reg) = registry(app) else {
         return LocalResponse::json(404, &serde_json::json!({"error": "SAML is not configured"}));
     };
@@ -916,7 +927,7 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
         )
         .with_header(
             http::header::SET_COOKIE,
-            cookie::clear_cookie(app.sessions.settings()),
+            cookie::clear_cookie(&app.rt.sessions.settings()),
         )
     };
     let (message, is_response) = match (get("SAMLRequest"), get("SAMLResponse")) {
@@ -954,6 +965,7 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
         return failure(app, Some(&idp.id), &e, Some(&xml));
     }
     match app
+        .rt
         .store
         .put_state_once(
             "logout",
@@ -983,7 +995,7 @@ pub async fn slo(app: &App, req: &LocalRequest) -> LocalResponse {
     match super::slo::logout_response_url(&reg.sp, &idp, &logout.id, get("RelayState").as_deref()) {
         Ok(Some(url)) => LocalResponse::redirect(&url).with_header(
             http::header::SET_COOKIE,
-            cookie::clear_cookie(app.sessions.settings()),
+            cookie::clear_cookie(&app.rt.sessions.settings()),
         ),
         Ok(None) => signed_out(),
         Err(e) => failure(app, Some(&idp.id), &e, None),
@@ -1039,7 +1051,7 @@ fn decode_slo(
 /// signed-out page and its dead cookie is cleared; the message is still
 /// verified, for the log.
 async fn logout_response(
-    app: &App,
+    app: &Snapshot,
     reg: &Registry,
     req: &LocalRequest,
     post: bool,
@@ -1084,14 +1096,14 @@ async fn logout_response(
     )
     .with_header(
         http::header::SET_COOKIE,
-        cookie::clear_cookie(app.sessions.settings()),
+        cookie::clear_cookie(&app.rt.sessions.settings()),
     )
 }
 
 /// Revokes the sessions an IdP LogoutRequest names (all of the user's
 /// sessions from that IdP, or only those with the given SessionIndex).
 async fn end_idp_sessions(
-    app: &App,
+    app: &Snapshot,
     idp: &Idp,
     logout: &super::slo::IdpLogout,
 ) -> Result<usize, String> {
@@ -1104,6 +1116,7 @@ async fn end_idp_sessions(
     // session.
     let mut candidates: Vec<String> = Vec::new();
     if let Some(u) = app
+        .rt
         .store
         .user_by_user_name(&tenant, &logout.name_id)
         .await
@@ -1113,6 +1126,7 @@ async fn end_idp_sessions(
     }
     if logout.name_id.contains('@') {
         for u in app
+            .rt
             .store
             .users_by_email(&tenant, &logout.name_id)
             .await
@@ -1126,7 +1140,8 @@ async fn end_idp_sessions(
     let mut sessions = Vec::new();
     for id in &candidates {
         sessions.extend(
-            app.sessions
+            app.rt
+                .sessions
                 .list_user(id)
                 .await
                 .map_err(|e| e.to_string())?,
@@ -1144,7 +1159,11 @@ async fn end_idp_sessions(
                 .as_ref()
                 .is_some_and(|i| logout.session_indexes.contains(i));
         if link.idp == idp.id && index_matches {
-            app.sessions.revoke(&key).await.map_err(|e| e.to_string())?;
+            app.rt
+                .sessions
+                .revoke(&key)
+                .await
+                .map_err(|e| e.to_string())?;
             n += 1;
         }
     }
@@ -1152,7 +1171,7 @@ async fn end_idp_sessions(
 }
 
 /// `GET /.portcullis/saml/metadata`
-pub fn metadata(app: &App) -> LocalResponse {
+pub fn metadata(app: &Snapshot) -> LocalResponse {
     match registry(app) {
         Some(reg) => LocalResponse::new(
             200,
@@ -1166,7 +1185,7 @@ pub fn metadata(app: &App) -> LocalResponse {
 /// Outbox entries for a JIT write (never waits for sync targets: a sign-in
 /// is not held hostage by the app's webhook endpoint).
 fn jit_outbox(
-    app: &App,
+    app: &Snapshot,
     before: Option<&crate::directory::User>,
     after: &crate::directory::User,
     idp: &str,

@@ -19,7 +19,7 @@ use super::ScimError;
 use crate::config::ScimConfig;
 use crate::directory::{rules, DirectoryError, Group, Member, ProvisionedVia, User};
 use crate::gateway::local::{LocalRequest, LocalResponse};
-use crate::gateway::App;
+use crate::gateway::Snapshot;
 use crate::session::now_ms;
 use crate::webhook::event::{EventType, Source};
 use crate::webhook::outbox::{Emit, OutboxEvent};
@@ -158,7 +158,7 @@ fn dir_error(e: DirectoryError) -> ScimError {
 
 /// Handles one request under the SCIM base path.
 /// Every request, answered or refused, goes to the provisioning log.
-pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse {
+pub async fn handle(app: &Snapshot, scim: &Scim, req: &LocalRequest) -> LocalResponse {
     let started = std::time::Instant::now();
     let (resp, client, err) = serve(app, scim, req).await;
     let resource_id = {
@@ -190,7 +190,12 @@ pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse
         return resp;
     }
     if let Ok(bytes) = serde_json::to_vec(&entry) {
-        if let Err(e) = app.store.append_scim_log(&bytes, scim.log_retention).await {
+        if let Err(e) = app
+            .rt
+            .store
+            .append_scim_log(&bytes, scim.log_retention)
+            .await
+        {
             tracing::warn!(error = %e, "could not write the provisioning log");
         }
     }
@@ -200,7 +205,7 @@ pub async fn handle(app: &App, scim: &Scim, req: &LocalRequest) -> LocalResponse
 /// Serves one SCIM request; also returns the client name and the refusal
 /// reason for the provisioning log.
 async fn serve(
-    app: &App,
+    app: &Snapshot,
     scim: &Scim,
     req: &LocalRequest,
 ) -> (LocalResponse, String, Option<String>) {
@@ -224,7 +229,7 @@ async fn serve(
         // Shared by every replica on Redis (else N replicas would allow N
         // times the budget); in-process on the embedded store (one process).
         let key = format!("scim-rate:{}", client.cfg.name);
-        let verdict = match app.store.window_hit(&key, limit.window()).await {
+        let verdict = match app.rt.store.window_hit(&key, limit.window()).await {
             Ok(Some((hits, reset))) if hits > u64::from(limit.limit()) => {
                 Err(reset.max(std::time::Duration::from_secs(1)))
             }
@@ -577,7 +582,7 @@ impl Query {
 const ALL_KINDS: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
 
 struct Ctx<'a> {
-    app: &'a App,
+    app: &'a Snapshot,
     client: &'a Client,
     base: String,
 }
@@ -642,7 +647,7 @@ impl Ctx<'_> {
         let Some(hooks) = &self.app.webhooks else {
             return Ok(Emit::none());
         };
-        hooks.prepare(self.app.store.as_ref(), events).await.map_err(|r| {
+        hooks.prepare(self.app.rt.store.as_ref(), events).await.map_err(|r| {
             tracing::warn!(client = %self.client.cfg.name, target = %r.target, reason = %r.reason, "a sync webhook target refused a SCIM change; nothing was written");
             ScimError::new(r.scim_status(), None, r.to_string())
         })
@@ -651,6 +656,7 @@ impl Ctx<'_> {
     async fn user_json(&self, u: &User) -> Result<Value, ScimError> {
         let groups = self
             .app
+            .rt
             .store
             .groups_of_user(self.tenant(), &u.id)
             .await
@@ -661,6 +667,7 @@ impl Ctx<'_> {
     async fn live_user(&self, id: &str) -> Result<User, ScimError> {
         match self
             .app
+            .rt
             .store
             .get_user(self.tenant(), id)
             .await
@@ -717,7 +724,7 @@ impl Ctx<'_> {
         filter: Option<&Filter>,
         items: &mut Vec<(Value, bool, String)>,
     ) -> Result<(), ScimError> {
-        let dir = &self.app.store;
+        let dir = &self.app.rt.store;
         let t = self.tenant();
         match kind {
             ResourceKind::User => {
@@ -800,7 +807,7 @@ impl Ctx<'_> {
         q: &Query,
     ) -> Result<LocalResponse, ScimError> {
         let (start, count) = page_bounds(q);
-        let dir = &self.app.store;
+        let dir = &self.app.rt.store;
         let t = self.tenant();
         // Resources to skip and to take in the kinds still ahead.
         let (mut skip, mut want) = (start - 1, count);
@@ -869,6 +876,7 @@ impl Ctx<'_> {
             if !complete {
                 let groups = self
                     .app
+                    .rt
                     .store
                     .groups_of_user(self.tenant(), &id)
                     .await
@@ -891,7 +899,7 @@ impl Ctx<'_> {
     async fn create_user(&self, body: &Value) -> Result<LocalResponse, ScimError> {
         let cfg = &self.client.cfg;
         let mut u = user_from_json(body, cfg.auto_activate)?;
-        let dir = &self.app.store;
+        let dir = &self.app.rt.store;
         if let Some(existing) = dir
             .user_by_user_name(self.tenant(), &u.user_name)
             .await
@@ -1050,6 +1058,7 @@ impl Ctx<'_> {
         let emit = self.outbox(events.into_iter().collect()).await?;
         let saved = self
             .app
+            .rt
             .store
             .replace_user_emit(self.tenant(), next, version, emit)
             .await
@@ -1084,7 +1093,7 @@ impl Ctx<'_> {
     }
 
     async fn revoke(&self, user_id: &str, user_name: &str, why: &str) {
-        match self.app.sessions.revoke_user(user_id).await {
+        match self.app.rt.sessions.revoke_user(user_id).await {
             Ok(n) => {
                 tracing::info!(client = %self.client.cfg.name, user = %user_id, revoked = n, why, "SCIM ended the user's sessions");
                 if let (Some(hooks), true) = (&self.app.webhooks, n > 0) {
@@ -1097,8 +1106,12 @@ impl Ctx<'_> {
                         actor: &self.client.cfg.name,
                         source: Source::Scim,
                     };
-                    crate::webhook::ops::session_revoked(hooks, self.app.store.as_ref(), revoked)
-                        .await;
+                    crate::webhook::ops::session_revoked(
+                        hooks,
+                        self.app.rt.store.as_ref(),
+                        revoked,
+                    )
+                    .await;
                 }
             }
             Err(e) => {
@@ -1138,7 +1151,7 @@ impl Ctx<'_> {
 
     async fn delete_user(&self, id: &str) -> Result<LocalResponse, ScimError> {
         let current = self.live_user(id).await?;
-        let dir = &self.app.store;
+        let dir = &self.app.rt.store;
         let gone = rules::as_deleted(&current);
         let emit = self
             .outbox(vec![self.event(EventType::UserDeleted).with_user(&gone)])
@@ -1170,6 +1183,7 @@ impl Ctx<'_> {
 
     async fn live_group(&self, id: &str) -> Result<Group, ScimError> {
         self.app
+            .rt
             .store
             .get_group(self.tenant(), id)
             .await
@@ -1190,6 +1204,7 @@ impl Ctx<'_> {
         for id in ids {
             let user = self
                 .app
+                .rt
                 .store
                 .get_user(self.tenant(), id)
                 .await
@@ -1199,6 +1214,7 @@ impl Ctx<'_> {
                 Some(_) => None,
                 None => self
                     .app
+                    .rt
                     .store
                     .get_group(self.tenant(), id)
                     .await
@@ -1221,7 +1237,7 @@ impl Ctx<'_> {
         let (mut group, members) = group_from_json(body)?;
         group.members = self.check_members(&members).await?;
         group.id = rules::new_id();
-        let dir = &self.app.store;
+        let dir = &self.app.rt.store;
         let mut after =
             rules::new_group(self.tenant(), group.clone(), now_ms()).map_err(dir_error)?;
         after.members.sort_by(|a, b| a.value.cmp(&b.value));
@@ -1255,7 +1271,7 @@ impl Ctx<'_> {
         remove: Vec<String>,
         expected: Option<u64>,
     ) -> Result<LocalResponse, ScimError> {
-        let dir = &self.app.store;
+        let dir = &self.app.rt.store;
         let t = self.tenant();
         self.check_members(&add).await?;
         let renamed = display_name != current.display_name;
@@ -1411,6 +1427,7 @@ impl Ctx<'_> {
                 .with_group(&current)])
             .await?;
         self.app
+            .rt
             .store
             .delete_group_emit(self.tenant(), &current.id, emit)
             .await

@@ -243,8 +243,9 @@ pub struct LiveSession {
     last_seen_ms: AtomicU64,
     stored_seen_ms: AtomicU64,
     touching: AtomicBool,
-    /// The identity JWT minted for this session, reused until near expiry.
-    pub minted: parking_lot::Mutex<Option<Arc<Minted>>>,
+    /// The identity JWT minted for this session, reused until near expiry,
+    /// with the configuration generation it was minted under.
+    pub minted: parking_lot::Mutex<Option<(u64, Arc<Minted>)>>,
 }
 
 impl LiveSession {
@@ -288,7 +289,8 @@ pub struct Sessions {
     /// that read the store just before a revocation cannot re-cache it.
     revoked_keys: moka::sync::Cache<SessionKey, ()>,
     revoked_users: moka::sync::Cache<String, u64>,
-    settings: SessionSettings,
+    /// Swapped on reload (`set_settings`); the cache TTL stays as built.
+    settings: arc_swap::ArcSwap<SessionSettings>,
 }
 
 /// A bounded, expiring map for "recently revoked" facts.
@@ -314,7 +316,7 @@ impl Sessions {
             cache,
             revoked_keys: recent_set(settings.cache_ttl * 2),
             revoked_users: recent_set(settings.cache_ttl * 2),
-            settings,
+            settings: arc_swap::ArcSwap::from_pointee(settings),
         });
         let weak = Arc::downgrade(&me);
         me.store.watch_revocations(Arc::new(move |r| {
@@ -325,8 +327,14 @@ impl Sessions {
         me
     }
 
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
+    pub fn settings(&self) -> arc_swap::Guard<Arc<SessionSettings>> {
+        self.settings.load()
+    }
+
+    /// Settings from a reloaded configuration (cookie name, timeouts). The
+    /// cache TTL depends on the store kind, which a reload cannot change.
+    pub fn set_settings(&self, settings: SessionSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
@@ -358,9 +366,9 @@ impl Sessions {
         let id = SessionId::generate();
         let key = id.key();
         let now = now_ms();
-        let mut rec = SessionRecord::new(principal, now, self.settings.max_lifetime, via);
+        let mut rec = SessionRecord::new(principal, now, self.settings.load().max_lifetime, via);
         rec.sso = sso;
-        let ttl = rec.store_ttl(now, self.settings.idle_timeout);
+        let ttl = rec.store_ttl(now, self.settings.load().idle_timeout);
         self.store.insert_session(&key, &rec, ttl).await?;
         let live = Arc::new(LiveSession::new(key.clone(), rec));
         self.cache.insert(key, live.clone());
@@ -373,7 +381,7 @@ impl Sessions {
     pub async fn lookup(&self, id: &SessionId) -> Result<Option<Arc<LiveSession>>, SessionError> {
         let key = id.key();
         let now = now_ms();
-        let idle = self.settings.idle_timeout;
+        let idle = self.settings.load().idle_timeout;
         let live = match self.cache.get(&key) {
             Some(live) if !live.locally_expired(now, idle) => live,
             _ => {
@@ -405,7 +413,7 @@ impl Sessions {
         };
         live.last_seen_ms.fetch_max(now, Ordering::Relaxed);
         let stored = live.stored_seen_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(stored) >= self.settings.touch_interval.as_millis() as u64
+        if now.saturating_sub(stored) >= self.settings.load().touch_interval.as_millis() as u64
             && !live.touching.swap(true, Ordering::AcqRel)
         {
             self.spawn_touch(live.clone(), now);
@@ -415,7 +423,7 @@ impl Sessions {
 
     fn spawn_touch(&self, live: Arc<LiveSession>, now: u64) {
         let store = self.store.clone();
-        let idle = self.settings.idle_timeout;
+        let idle = self.settings.load().idle_timeout;
         let mut rec = live.record.clone();
         rec.last_seen_ms = now;
         let ttl = rec.store_ttl(now, idle);
@@ -481,7 +489,7 @@ impl Sessions {
         sub: &str,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, SessionError> {
         let now = now_ms();
-        let idle = self.settings.idle_timeout;
+        let idle = self.settings.load().idle_timeout;
         Ok(self
             .store
             .list_user_sessions(sub)
@@ -523,7 +531,7 @@ impl Sessions {
     pub async fn purge_expired(&self) -> Result<usize, SessionError> {
         Ok(self
             .store
-            .purge_expired_sessions(now_ms(), self.settings.idle_timeout)
+            .purge_expired_sessions(now_ms(), self.settings.load().idle_timeout)
             .await?)
     }
 }

@@ -150,7 +150,20 @@ pub fn render_metrics() -> Vec<u8> {
 }
 
 /// Registers every metric so `/metrics` lists them before the first event.
+pub static CONFIG_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "portcullis_config_reload_total",
+        "Configuration reloads by result: ok, invalid (the file was refused; the previous configuration keeps serving), restart_required (a key that needs a restart changed)",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
 pub fn register_metrics() {
+    LazyLock::force(&CONFIG_RELOADS);
+    for r in ["ok", "invalid", "restart_required"] {
+        CONFIG_RELOADS.with_label_values(&[r]);
+    }
     LazyLock::force(&REQUESTS);
     LazyLock::force(&REQUEST_SECONDS);
     LazyLock::force(&JWT_MINTED);

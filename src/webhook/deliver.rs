@@ -6,10 +6,11 @@
 //! replica that dies mid-delivery leaves its heads to be delivered again
 //! (at-least-once; receivers dedupe on `webhook-id`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use super::outbox::{backoff, Delivery, Outcome};
 use super::{Target, Webhooks};
@@ -21,20 +22,95 @@ const CLAIM_WAIT: Duration = Duration::from_secs(1);
 /// How often queue gauges are refreshed.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 
-/// Starts a worker per target on the current runtime.
-pub fn spawn_workers(hooks: Arc<Webhooks>, store: Arc<dyn Backend>) {
-    for t in hooks.targets.clone() {
-        let (hooks, store) = (hooks.clone(), store.clone());
-        tokio::spawn(async move { run_target(hooks, t, store).await });
+/// What a worker delivers with: the target set it belongs to and its own
+/// target; `None` tells it to stop.
+type Assignment = Option<(Arc<Webhooks>, Arc<Target>)>;
+
+/// This process's delivery workers, one per target name, on the runtime
+/// they were created on. `reconcile` re-points them at a new configuration:
+/// a target that stays keeps its worker, which takes the new settings (URL,
+/// secrets, timings) before its next claim; a new target gets a worker; a
+/// removed target's worker stops after its in-flight attempts, and its
+/// undelivered events stay in the outbox, claimable again if it returns.
+pub struct Workers {
+    runtime: tokio::runtime::Handle,
+    running: parking_lot::Mutex<HashMap<String, watch::Sender<Assignment>>>,
+}
+
+impl Workers {
+    /// Workers that will run on `runtime`.
+    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            runtime,
+            running: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the running workers match `hooks` (none configured: none run).
+    pub fn reconcile(&self, hooks: Option<Arc<Webhooks>>, store: Arc<dyn Backend>) {
+        let mut running = self.running.lock();
+        let wanted: HashMap<&str, &Arc<Target>> = hooks
+            .iter()
+            .flat_map(|h| h.targets.iter())
+            .map(|t| (t.name(), t))
+            .collect();
+        running.retain(|name, tx| match (&hooks, wanted.get(name.as_str())) {
+            (Some(h), Some(t)) => {
+                tx.send_replace(Some((h.clone(), (*t).clone())));
+                true
+            }
+            _ => {
+                tx.send_replace(None);
+                false
+            }
+        });
+        let Some(h) = &hooks else { return };
+        for t in &h.targets {
+            if running.contains_key(t.name()) {
+                continue;
+            }
+            let (tx, rx) = watch::channel(Some((h.clone(), t.clone())));
+            self.runtime.spawn(run_target(rx, store.clone()));
+            running.insert(t.name().to_string(), tx);
+        }
+    }
+
+    /// Names of the targets a worker runs for, sorted.
+    pub fn targets(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.running.lock().keys().cloned().collect();
+        v.sort();
+        v
     }
 }
 
-async fn run_target(hooks: Arc<Webhooks>, target: Arc<Target>, store: Arc<dyn Backend>) {
+/// Starts a worker per target on the current runtime (for a fixed target
+/// set; the gateway uses `Workers`, which can re-point them).
+pub fn spawn_workers(hooks: Arc<Webhooks>, store: Arc<dyn Backend>) {
+    Workers::new(tokio::runtime::Handle::current()).reconcile(Some(hooks), store);
+}
+
+async fn run_target(mut assignment: watch::Receiver<Assignment>, store: Arc<dyn Backend>) {
+    let Some((mut hooks, mut target)) = assignment.borrow_and_update().clone() else {
+        return;
+    };
     let name = target.name().to_string();
-    let slots = Arc::new(Semaphore::new(target.cfg.concurrency));
+    let mut slots = Arc::new(Semaphore::new(target.cfg.concurrency));
     let mut last_gauges = std::time::Instant::now() - GAUGE_EVERY;
     tracing::info!(target = %name, url = %target.cfg.url.as_str(), consumer = %hooks.consumer, "webhook delivery started");
     loop {
+        // A reload re-points or stops this worker between claims; attempts
+        // in flight finish with the settings they started with.
+        if assignment.has_changed().unwrap_or(true) {
+            let Some((h, t)) = assignment.borrow_and_update().clone() else {
+                tracing::info!(target = %name, "webhook delivery stopped: the target is no longer configured");
+                return;
+            };
+            if t.cfg.concurrency != target.cfg.concurrency {
+                slots = Arc::new(Semaphore::new(t.cfg.concurrency));
+            }
+            (hooks, target) = (h, t);
+            tracing::debug!(target = %name, url = %target.cfg.url.as_str(), "webhook target re-read from the configuration");
+        }
         if last_gauges.elapsed() >= GAUGE_EVERY {
             refresh_gauges(store.as_ref(), &name).await;
             last_gauges = std::time::Instant::now();

@@ -343,6 +343,37 @@ access = false
         std::fs::read_to_string(self.dir.join("gateway.log")).unwrap_or_default()
     }
 
+    /// The running process's id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("gateway is running").id()
+    }
+
+    /// Sends SIGHUP (reload the configuration).
+    pub fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    }
+
+    /// Waits until the log has `n` lines containing `needle`.
+    pub fn wait_log(&self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let log = self.log();
+            let found: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+            if found.len() >= n {
+                return found[n - 1].to_string();
+            }
+            if Instant::now() > deadline {
+                panic!("no {needle:?} (x{n}) in the log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops the process (SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
