@@ -268,8 +268,17 @@ if [ "${BENCH_CALLGRIND:-1}" = 1 ]; then
   count_instr C "$B" /app/x "Cookie: portcullis_session=$cookie" -- ./target/release/portcullis run -c "$work/gw.toml"
 fi
 
+# Memory: idle RSS and RSS per cached session of a second gateway
+# (scripts/bench_memory.py; SESSIONS=100000 by default, BENCH_MEMORY=0 skips).
+memory="$work/memory.tsv"
+: > "$memory"
+if [ "${BENCH_MEMORY:-1}" = 1 ]; then
+  python3 "$ROOT/scripts/bench_memory.py" ./target/release/portcullis "$work/mem" "$A" > "$memory" \
+    || echo "bench: memory step failed (see $work/mem/mem-gw.log)" >&2
+fi
+
 python3 "$ROOT/scripts/bench_report.py" "$results" "$OUT" \
-  --profiles "$profiles" --instr "$instr" \
+  --profiles "$profiles" --instr "$instr" --memory "$memory" \
   --rounds "$ROUNDS" --duration "$DURATION" --conns "$CONNS" \
   --pingora "$(grep -A1 'name = "pingora-proxy"' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')" \
   --nginx "$(nginx -v 2>&1 | sed 's/.*nginx\///')" \

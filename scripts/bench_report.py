@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--profiles", default="")
     ap.add_argument("--instr", default="")
+    ap.add_argument("--memory", default="")
     for k in ["rounds", "duration", "conns", "pingora", "nginx", "wrk", "cpu", "cores", "pinned", "commit"]:
         ap.add_argument("--" + k, default="?")
     a = ap.parse_args()
@@ -115,7 +116,22 @@ def main() -> int:
     w("| added latency C − A, p99 at half of C's rate | not measured yet: wrk is closed-loop; needs a fixed-rate generator | short |")
     w("| ACS ≥ 2,000 validated logins/s | not in `make bench` yet | short |")
     w("| SCIM on 1M users (lookups ≤ 0.3 ms, pages ≤ 5 ms, POST ≥ 3,000/s) | `cargo bench --bench directory` (BENCH_USERS); not in this report yet | short |")
-    w("| memory (idle ≤ 30 MB, ≤ 1.5 KB/session) | not in `make bench` yet | short |")
+    mem = {}
+    if a.memory:
+        for line in open(a.memory):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 3:
+                mem[parts[0]] = float(parts[1])
+    if "idle" in mem:
+        w(f"| idle RSS ≤ 30 MB | {mem['idle']:.1f} MB | {'met' if mem['idle'] <= 30 else 'short'} |")
+    else:
+        w("| idle RSS ≤ 30 MB | not measured in this run | short |")
+    if "per_session" in mem:
+        n = int(mem.get("sessions", 0))
+        w(f"| ≤ 1.5 KB RSS per cached session ({n:,} sessions, JWT minted) | {mem['per_session']:.0f} bytes |"
+          f" {'met' if mem['per_session'] <= 1536 else 'short'} |")
+    else:
+        w("| ≤ 1.5 KB RSS per cached session | not measured in this run | short |")
     w("| webhooks ≥ 5,000 events/s | `cargo bench --bench webhooks`; not in this report yet | short |")
     w("")
     prof = open(a.profiles).read() if a.profiles else ""
