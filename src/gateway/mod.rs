@@ -197,6 +197,8 @@ pub struct Gateway {
     reloading: tokio::sync::Mutex<()>,
     /// The long-lived runtime background work (reloads, workers) runs on.
     state: tokio::runtime::Handle,
+    /// Files read once at start, with digests (`reload::bound_files`).
+    bound_files: Vec<(String, PathBuf, Option<[u8; 32]>)>,
 }
 
 impl Gateway {
@@ -225,6 +227,7 @@ impl Gateway {
             ),
             store,
         });
+        let bound_files = reload::bound_files(&cfg);
         let first = Snapshot::build(rt.clone(), 0, cfg, keys, &remote)?;
         let webhooks = first.webhooks.clone();
         let gw = Arc::new(Self {
@@ -232,6 +235,7 @@ impl Gateway {
             config_path,
             reloading: tokio::sync::Mutex::new(()),
             state: tokio::runtime::Handle::current(),
+            bound_files,
             rt,
         });
         gw.rt

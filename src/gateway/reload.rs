@@ -18,8 +18,15 @@ use crate::identity::keys::Keyset;
 /// Keys bound when the process starts: the listeners and the process
 /// around them, the store connection and the log subscriber. A reload that
 /// changes one of them is refused (not half-applied).
+///
+/// The session cookie's name (`session.cookie_name`, and `server.public_url`,
+/// whose scheme decides the `__Host-` prefix) is here too: under a new name
+/// the old cookie would be neither read nor removed, and a live session
+/// credential would reach the app.
 pub const RESTART_ONLY: &[&str] = &[
     "server.listen",
+    "server.public_url",
+    "session.cookie_name",
     "server.tls",
     "server.http2_cleartext",
     "server.threads",
@@ -117,6 +124,55 @@ fn as_json(cfg: &Config) -> serde_json::Value {
     serde_json::to_value(cfg).unwrap_or_default()
 }
 
+/// Files read once at start (the TLS certificate and key, the upstream CA
+/// bundle), by the key that names them, with a digest of their contents:
+/// replacing one under the same path needs a restart too, and a reload
+/// must say so rather than report success.
+pub fn bound_files(cfg: &Config) -> Vec<(String, std::path::PathBuf, Option<[u8; 32]>)> {
+    let mut v = Vec::new();
+    if let Some(t) = &cfg.server.tls {
+        v.push(("server.tls.cert".to_string(), t.cert.clone()));
+        v.push(("server.tls.key".to_string(), t.key.clone()));
+    }
+    if let Some(ca) = &cfg.upstream.ca_file {
+        v.push(("upstream.ca_file".to_string(), ca.clone()));
+    }
+    v.into_iter()
+        .map(|(k, p)| {
+            let digest = std::fs::read(&p).ok().map(|b| {
+                use sha2::Digest;
+                sha2::Sha256::digest(b).into()
+            });
+            (k, p, digest)
+        })
+        .collect()
+}
+
+/// The start-bound files whose contents changed since the start.
+fn changed_bound_files(
+    at_start: &[(String, std::path::PathBuf, Option<[u8; 32]>)],
+    cfg: &Config,
+) -> Vec<Problem> {
+    let now = bound_files(cfg);
+    at_start
+        .iter()
+        .filter(|(key, _, digest)| {
+            now.iter()
+                .find(|(k, _, _)| k == key)
+                .is_some_and(|(_, _, d)| d != digest)
+        })
+        .map(|(key, path, _)| {
+            Problem::new(
+                key.clone(),
+                format!(
+                    "{} changed on disk, but is read only when the gateway starts; restart to use it",
+                    path.display()
+                ),
+            )
+        })
+        .collect()
+}
+
 /// A build failure, as the config problems it amounts to.
 fn problems_of(e: StartError) -> Vec<Problem> {
     match e {
@@ -185,7 +241,8 @@ impl Gateway {
         let path = self.config_path.as_deref().ok_or(ReloadError::NoFile)?;
         let cfg = Config::load_and_validate(path).map_err(|e| ReloadError::Invalid(e.0))?;
         let old = self.snapshot();
-        let restart = needs_restart(&old.cfg, &cfg);
+        let mut restart = needs_restart(&old.cfg, &cfg);
+        restart.extend(changed_bound_files(&self.bound_files, &cfg));
         if !restart.is_empty() {
             return Err(ReloadError::RestartRequired(restart));
         }
@@ -278,11 +335,13 @@ mod tests {
         b.server.listen = "127.0.0.1:8081".parse().unwrap();
         b.admin.listen = "127.0.0.1:9191".parse().unwrap();
         b.server.threads = 7;
+        b.session.cookie_name = "other".into();
         let keys: Vec<String> = needs_restart(&a, &b).into_iter().map(|p| p.key).collect();
         assert_eq!(
             keys,
             [
                 "server.listen",
+                "session.cookie_name",
                 "server.threads",
                 "admin.listen",
                 "store",

@@ -141,6 +141,16 @@ async fn run_target(mut assignment: watch::Receiver<Assignment>, store: Arc<dyn 
                 continue;
             }
         };
+        // A reload during the claim: send with the new settings, or not at
+        // all when the target was removed (the claimed heads are claimed
+        // again after `reclaim_after`, should it come back).
+        if assignment.has_changed().unwrap_or(true) {
+            let Some((h, t)) = assignment.borrow_and_update().clone() else {
+                tracing::info!(target = %name, "webhook delivery stopped: the target is no longer configured");
+                return;
+            };
+            (hooks, target) = (h, t);
+        }
         for d in batch {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
