@@ -554,6 +554,10 @@ pub struct StoreConfig {
     /// Prefix of every Redis key and channel, so several gateways can share one Redis.
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
+    /// Page cache of the embedded store, in MiB: the most of the file kept
+    /// in memory (the rest is read from disk, through the kernel's cache).
+    #[serde(default = "default_store_cache_mb")]
+    pub cache_mb: usize,
 }
 
 impl Default for StoreConfig {
@@ -563,6 +567,7 @@ impl Default for StoreConfig {
             path: default_store_path(),
             url: None,
             key_prefix: default_key_prefix(),
+            cache_mb: default_store_cache_mb(),
         }
     }
 }
@@ -759,6 +764,9 @@ fn default_idle_timeout() -> HumanDuration {
 }
 fn default_store_path() -> PathBuf {
     "/var/lib/portcullis".into()
+}
+fn default_store_cache_mb() -> usize {
+    64
 }
 fn default_key_prefix() -> String {
     "portcullis:".into()
@@ -1034,6 +1042,12 @@ impl Config {
 
     fn validate_store(&self, p: &mut Vec<Problem>) {
         let st = &self.store;
+        if !(1..=65536).contains(&st.cache_mb) {
+            p.push(Problem::new(
+                "store.cache_mb",
+                "must be between 1 and 65536 (MiB)",
+            ));
+        }
         match st.kind {
             StoreKind::Embedded => {
                 if st.path.exists() && !st.path.is_dir() {

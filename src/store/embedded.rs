@@ -33,12 +33,22 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir`, with the default cache.
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with_cache(dir, 64 << 20)
+    }
+
+    /// Opens (or creates) the database in `dir`, keeping at most
+    /// `cache_bytes` of it in memory. (redb's own default is 1 GiB, which a
+    /// large directory or many sessions would fill: RSS then grows with the
+    /// data, not with the load.)
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path)
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)
             .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(err)?;
         {

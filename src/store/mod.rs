@@ -53,7 +53,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub async fn open(cfg: &StoreConfig) -> StoreResult<Arc<dyn Backend>> {
     match cfg.kind {
         StoreKind::Embedded => {
-            let s = embedded::EmbeddedStore::open(&cfg.path)?;
+            let s = embedded::EmbeddedStore::open_with_cache(&cfg.path, cfg.cache_mb << 20)?;
             Ok(Arc::new(s))
         }
         StoreKind::Redis => {
