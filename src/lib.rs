@@ -4,9 +4,12 @@
 //! below owns one concern and says in its first paragraph what it refuses to
 //! know about.
 
+pub mod clock;
 pub mod config;
 pub mod directory;
+pub mod ephemeral;
 pub mod gateway;
+pub mod html;
 pub mod identity;
 pub mod policy;
 pub mod saml;
@@ -14,5 +17,9 @@ pub mod scim;
 pub mod secret;
 pub mod session;
 pub mod store;
+pub mod store_error;
 pub mod telemetry;
+pub mod tls;
+pub mod validate;
+pub mod web;
 pub mod webhook;

@@ -224,7 +224,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => {
-            let cfg = match Config::load_and_validate(&config) {
+            let cfg = match portcullis::validate::load_and_validate(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("portcullis: invalid config {}:\n{e}", config.display());
@@ -244,7 +244,7 @@ fn main() -> ExitCode {
             token,
             admin,
         } => reload(&config, &token, admin),
-        Command::Check { config } => match Config::load_and_validate(&config) {
+        Command::Check { config } => match portcullis::validate::load_and_validate(&config) {
             Ok(cfg) => {
                 println!("{}: ok", config.display());
                 print!("{}", cfg.summary());
@@ -257,7 +257,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Metadata { config } => {
-            let cfg = match Config::load_and_validate(&config) {
+            let cfg = match portcullis::validate::load_and_validate(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprint!("portcullis: invalid config {}:\n{e}", config.display());

@@ -858,7 +858,7 @@ pub fn admin_listen_leniently(path: &Path) -> Option<std::net::SocketAddr> {
 impl Config {
     /// Reads `path` plus environment overrides and deserializes it.
     /// Structural errors (syntax, unknown keys, bad types or values) come back
-    /// with their key path; semantic checks are in [`Config::validate`].
+    /// with their key path; semantic checks are in [`crate::validate::validate`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         if !path.is_file() {
             return Err(ConfigError(vec![Problem::new(
@@ -885,39 +885,16 @@ impl Config {
             .map_err(|e| ConfigError(e.into_iter().map(figment_problem).collect()))
     }
 
-    /// Loads and validates, returning every problem found.
-    pub fn load_and_validate(path: &Path) -> Result<Self, ConfigError> {
-        let cfg = Self::load(path)?;
-        let problems = cfg.validate();
-        if problems.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigError(problems))
-        }
-    }
-
-    /// Semantic validation of the whole config: listeners, files and their
-    /// contents, timeouts, policy rules. Returns every problem, not the first.
-    pub fn validate(&self) -> Vec<Problem> {
+    /// Validation of the sections `config` owns (server, upstream, store,
+    /// session, identity, log). The feature sections are validated by their
+    /// own modules; [`crate::validate::validate`] runs all of them.
+    pub fn validate_sections(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         self.validate_server(&mut p);
         self.validate_upstream(&mut p);
         self.validate_store(&mut p);
         self.validate_session(&mut p);
         self.validate_identity(&mut p);
-        for (i, rule) in self.policy.iter().enumerate() {
-            if let Err(e) = crate::policy::Rule::compile(rule) {
-                p.push(Problem::new(format!("policy[{i}]"), e.to_string()));
-            }
-        }
-        if let Some(saml) = &self.saml {
-            crate::saml::validate_config(self, saml, &mut p);
-        }
-        if let Some(scim) = &self.scim {
-            crate::scim::validate_config(self, scim, &mut p);
-        }
-        crate::directory::trust::validate_config(self, &mut p);
-        crate::webhook::validate_config(self, &mut p);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(Problem::new("log.level", format!("invalid filter: {e}")));
         }
@@ -948,11 +925,6 @@ impl Config {
                 "server.reserved_prefix",
                 "must start with '/' and not end with '/', e.g. \"/.portcullis\"",
             ));
-        }
-        if let Some(tls) = &s.tls {
-            if let Err(e) = crate::gateway::tls::load_certified_key(&tls.cert, &tls.key) {
-                p.push(Problem::new(e.key(), e.to_string()));
-            }
         }
         if self.admin.enabled && self.admin.listen.0 == s.listen.0 {
             p.push(Problem::new(
@@ -1378,7 +1350,10 @@ url = "http://127.0.0.1:3000"
             MINIMAL
         );
         let c = Config::from_toml_str(&text).unwrap();
-        let keys: Vec<String> = c.validate().into_iter().map(|p| p.key).collect();
+        let keys: Vec<String> = crate::validate::validate(&c)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
         for want in [
             "admin.listen",
             "session.idle_timeout",

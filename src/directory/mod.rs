@@ -26,11 +26,14 @@ pub use model::*;
 
 use async_trait::async_trait;
 
-use crate::store::StoreError;
+use crate::store_error::StoreError;
 use crate::webhook::outbox::Emit;
 
 /// Why a directory call failed. The SCIM layer maps these to status codes
 /// and `scimType`s in one place.
+/// The tenant of everything not under a named SCIM client or IdP tenant.
+pub const DEFAULT_TENANT: &str = "default";
+
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     /// The user or group named by id does not exist in this tenant (or is a

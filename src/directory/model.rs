@@ -57,16 +57,7 @@ impl Meta {
     }
 }
 
-/// Formats milliseconds since the epoch as RFC 3339 UTC. Out-of-range values
-/// (which no clock produces) fall back to the epoch rather than panicking.
-pub fn rfc3339(ms: u64) -> String {
-    use time::format_description::well_known::Rfc3339;
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
-}
+pub use crate::clock::rfc3339;
 
 /// A user's name parts (RFC 7643 §4.1.1 `name`). All parts are optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,10 +7,8 @@
 pub mod admin;
 pub mod identity_sync;
 pub mod local;
-pub mod pages;
 pub mod proxy;
 pub mod reload;
-pub mod tls;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -48,7 +46,7 @@ pub enum StartError {
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::PolicyError),
     #[error("tls: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] crate::tls::TlsError),
     #[error("runtime: {0}")]
     Runtime(String),
     /// A bad `[saml]` or `[scim]` key, found at start.
@@ -206,7 +204,7 @@ impl Gateway {
     /// snapshot. Must run on a long-lived tokio runtime: backend connections
     /// spawn their drivers on it.
     pub async fn start(cfg: Config, config_path: Option<PathBuf>) -> Result<Arc<Self>, StartError> {
-        let problems = cfg.validate();
+        let problems = crate::validate::validate(&cfg);
         if !problems.is_empty() {
             return Err(crate::config::ConfigError(problems).into());
         }
@@ -439,10 +437,10 @@ pub fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), StartError> 
     let listen = cfg.server.listen.to_string();
     match &cfg.server.tls {
         Some(t) => {
-            let ck = tls::load_certified_key(&t.cert, &t.key)?;
+            let ck = crate::tls::load_certified_key(&t.cert, &t.key)?;
             let mut settings = TlsSettings::intermediate("", "")
                 .map_err(|e| StartError::Runtime(format!("tls settings: {e}")))?;
-            settings.set_cert_resolver(Arc::new(tls::SingleCert(ck)));
+            settings.set_cert_resolver(Arc::new(crate::tls::SingleCert(ck)));
             settings.enable_h2();
             proxy.add_tls_with_settings(&listen, None, settings);
         }
@@ -512,7 +510,7 @@ fn spawn_maintenance(rt: &tokio::runtime::Runtime, gw: Arc<Gateway>) {
             }
             if let Err(e) = parts
                 .store
-                .purge_expired_state(crate::session::now_ms())
+                .purge_expired_state(crate::clock::now_ms())
                 .await
             {
                 tracing::warn!(error = %e, "state sweep failed");

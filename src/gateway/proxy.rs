@@ -17,11 +17,12 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::local::{self, LocalRequest, LocalResponse};
-use super::{pages, Gateway, Snapshot};
+use super::{Gateway, Snapshot};
 use crate::identity::Minted;
 use crate::policy::{normalize_path, Decision, Policy};
 use crate::session::{cookie, now_ms, LiveSession};
 use crate::telemetry::{self, access, Outcome};
+use crate::web::pages;
 
 pub struct Proxy {
     gateway: Arc<Gateway>,
@@ -310,8 +311,12 @@ impl ProxyHttp for Proxy {
             }
             Decision::NeedLogin => {
                 ctx.outcome = Outcome::Unauthenticated;
-                let resp =
-                    local::unauthenticated(app, &session.req_header().headers, &method, &target);
+                let resp = local::unauthenticated(
+                    &app.prefix,
+                    &session.req_header().headers,
+                    &method,
+                    &target,
+                );
                 write_local(session, resp).await
             }
             Decision::Forbidden => {

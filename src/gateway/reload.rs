@@ -239,7 +239,8 @@ impl Gateway {
 
     async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
         let path = self.config_path.as_deref().ok_or(ReloadError::NoFile)?;
-        let cfg = Config::load_and_validate(path).map_err(|e| ReloadError::Invalid(e.0))?;
+        let cfg =
+            crate::validate::load_and_validate(path).map_err(|e| ReloadError::Invalid(e.0))?;
         let old = self.snapshot();
         let mut restart = needs_restart(&old.cfg, &cfg);
         restart.extend(changed_bound_files(&self.bound_files, &cfg));

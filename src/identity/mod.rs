@@ -223,7 +223,7 @@ mod tests {
         use crate::config::JwtAlgorithm::*;
         for alg in [ES256, EdDSA, RS256] {
             let m = Minter::new(&cfg(""), keyset(alg)).unwrap();
-            let minted = m.mint(&alice(), "sid-1", crate::session::now_ms()).unwrap();
+            let minted = m.mint(&alice(), "sid-1", crate::clock::now_ms()).unwrap();
             let token = minted.headers[0].1.to_str().unwrap();
             let jwks: jsonwebtoken::jwk::JwkSet =
                 serde_json::from_slice(&m.keys().jwks_json()).unwrap();

@@ -335,6 +335,18 @@ impl Policy {
     }
 }
 
+/// `[[policy]]`: every rule compiles.
+pub fn validate_config(cfg: &crate::config::Config, p: &mut Vec<crate::config::Problem>) {
+    for (i, rule) in cfg.policy.iter().enumerate() {
+        if let Err(e) = Rule::compile(rule) {
+            p.push(crate::config::Problem::new(
+                format!("policy[{i}]"),
+                e.to_string(),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

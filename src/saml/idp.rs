@@ -231,7 +231,7 @@ pub fn read_cert_ders(path: &Path) -> Result<Vec<Vec<u8>>, String> {
 }
 
 fn xml_escape(s: &str) -> String {
-    crate::gateway::pages::escape(s)
+    crate::html::escape(s)
 }
 
 /// Metadata XML for an IdP configured by hand, so both paths share one parser.

@@ -5,7 +5,7 @@
 use base64::Engine;
 
 use super::idp::SpSettings;
-use crate::gateway::pages::escape;
+use crate::html::escape;
 
 pub fn sp_metadata(sp: &SpSettings) -> String {
     let keys = match &sp.cert_der {

@@ -10,11 +10,24 @@ use samael::crypto::{AllowedSignatureAlgorithm, Crypto, CryptoProvider, ReduceMo
 
 use super::idp::{Idp, SpSettings};
 use super::SamlError;
-use crate::gateway::pages::escape;
-use crate::session::SsoLink;
+use crate::html::escape;
 
 const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
 const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+/// What single logout needs to name an IdP session.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SsoLink {
+    pub idp: String,
+    pub name_id: String,
+    #[serde(default)]
+    pub name_id_format: Option<String>,
+    #[serde(default)]
+    pub session_index: Option<String>,
+    /// Groups the IdP asserted at sign-in (kept when the directory changes).
+    #[serde(default)]
+    pub asserted_groups: Vec<String>,
+}
+
 /// Largest inflated SAML message accepted on the redirect binding.
 const MAX_INFLATED: u64 = 256 * 1024;
 

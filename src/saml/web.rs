@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 use super::idp::{Idp, Registry};
 use super::response::{inspect, verify, Login};
 use super::SamlError;
-use crate::gateway::local::{is_local_target, query_param, LocalRequest, LocalResponse};
-use crate::gateway::pages::{self, escape};
 use crate::gateway::Snapshot;
+use crate::html::escape;
 use crate::identity::Principal;
 use crate::session::cookie;
+use crate::web::pages;
+use crate::web::{is_local_target, query_param, LocalRequest, LocalResponse};
 
 /// Cookie binding a pending AuthnRequest to the browser that started it.
 /// `SameSite=None; Secure`: the IdP's POST to the ACS is cross-site.
@@ -196,7 +197,7 @@ async fn start(
         Err(e) => {
             let reference = pages::reference_id();
             tracing::error!(reference, error = %e, "cannot store the pending AuthnRequest");
-            return crate::gateway::local::unavailable(&req.headers, &reference);
+            return crate::web::unavailable(&req.headers, &reference);
         }
     }
     tracing::info!(idp = %idp.id, %request_id, "redirecting to IdP");
@@ -293,7 +294,7 @@ pub async fn acs(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
             if matches!(e, SamlError::Store(_)) {
                 let reference = pages::reference_id();
                 tracing::error!(reference, detail = %e, "SAML sign-in could not reach the store");
-                return crate::gateway::local::unavailable(&req.headers, &reference);
+                return crate::web::unavailable(&req.headers, &reference);
             }
             failure(app, idp.as_deref(), &e, xml.as_deref())
         }
@@ -320,7 +321,7 @@ async fn accept(
         .ok_or_else(|| (None, SamlError::UnknownIssuer(issuer.clone()), xml()))?;
     let idp_id = Some(idp.id.clone());
     let store_err =
-        |e: crate::store::StoreError| (idp_id.clone(), SamlError::Store(e.to_string()), None);
+        |e: crate::store_error::StoreError| (idp_id.clone(), SamlError::Store(e.to_string()), None);
 
     let (request_id, target) = match &msg.in_response_to {
         Some(id) => {
@@ -473,10 +474,10 @@ async fn ask_to_continue(
 <p class=\"muted\">Continue only if you just chose this application in your identity provider's portal.</p>\
 <form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"nonce\" value=\"{}\">\
 <button type=\"submit\">Continue</button></form><p><a href=\"/\">Cancel</a></p>",
-        pages::escape(&idp.display_name),
-        pages::escape(&who),
-        pages::escape(&action),
-        pages::escape(&nonce),
+        escape(&idp.display_name),
+        escape(&who),
+        escape(&action),
+        escape(&nonce),
     );
     let secure = if app.cfg.is_https() { "; Secure" } else { "" };
     Ok(
@@ -530,7 +531,7 @@ pub async fn continue_idp_initiated(app: &Snapshot, req: &LocalRequest) -> Local
         Err(e) => {
             let reference = pages::reference_id();
             tracing::error!(reference, error = %e, "confirmation could not reach the store");
-            return crate::gateway::local::unavailable(&req.headers, &reference);
+            return crate::web::unavailable(&req.headers, &reference);
         }
     };
     let have = crate::secret::sha256_hex(secret.as_bytes());
@@ -547,7 +548,7 @@ pub async fn continue_idp_initiated(app: &Snapshot, req: &LocalRequest) -> Local
         Err(e) => {
             let reference = pages::reference_id();
             tracing::error!(reference, error = %e, "confirmation could not reach the store");
-            return crate::gateway::local::unavailable(&req.headers, &reference);
+            return crate::web::unavailable(&req.headers, &reference);
         }
     }
     let Some(reg) = registry(app) else {
@@ -565,7 +566,7 @@ pub async fn continue_idp_initiated(app: &Snapshot, req: &LocalRequest) -> Local
         Err(SamlError::Store(e)) => {
             let reference = pages::reference_id();
             tracing::error!(reference, detail = %e, "SAML sign-in could not reach the store");
-            crate::gateway::local::unavailable(&req.headers, &reference)
+            crate::web::unavailable(&req.headers, &reference)
         }
         Err(e) => failure(app, Some(&idp.id), &e, None),
     }
@@ -617,7 +618,7 @@ async fn finish_sign_in(
 }
 
 /// Tenant used when an IdP names none.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::directory::DEFAULT_TENANT;
 
 fn dir_err(e: crate::directory::DirectoryError) -> SamlError {
     match e {
@@ -980,7 +981,7 @@ pub async fn slo(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
         Err(e) => {
             let reference = pages::reference_id();
             tracing::error!(reference, error = %e, "IdP logout could not reach the store");
-            return crate::gateway::local::unavailable(&req.headers, &reference);
+            return crate::web::unavailable(&req.headers, &reference);
         }
     }
     let revoked = match end_idp_sessions(app, &idp, &logout).await {
@@ -988,7 +989,7 @@ pub async fn slo(app: &Snapshot, req: &LocalRequest) -> LocalResponse {
         Err(e) => {
             let reference = pages::reference_id();
             tracing::error!(reference, error = %e, "IdP logout could not reach the store");
-            return crate::gateway::local::unavailable(&req.headers, &reference);
+            return crate::web::unavailable(&req.headers, &reference);
         }
     };
     tracing::info!(idp = %idp.id, name_id = %logout.name_id, revoked, "IdP-initiated logout");

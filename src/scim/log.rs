@@ -27,7 +27,7 @@ impl LogEntry {
     pub fn line(&self) -> String {
         format!(
             "{}  {:<12} {:<6} {:<3} {:>5}ms  {}{}{}",
-            crate::directory::rfc3339(self.time_ms),
+            crate::clock::rfc3339(self.time_ms),
             self.client,
             self.method,
             self.status,
@@ -43,4 +43,17 @@ impl LogEntry {
                 .unwrap_or_default(),
         )
     }
+}
+
+/// Where the provisioning log is kept (entries are opaque JSON there).
+#[async_trait::async_trait]
+pub trait ScimLogStore: Send + Sync {
+    /// Appends an entry and drops the oldest beyond `keep`.
+    async fn append_scim_log(
+        &self,
+        entry: &[u8],
+        keep: usize,
+    ) -> crate::store_error::StoreResult<()>;
+    /// The newest `limit` entries, newest first.
+    async fn recent_scim_log(&self, limit: usize) -> crate::store_error::StoreResult<Vec<Vec<u8>>>;
 }

@@ -16,11 +16,11 @@ use super::filter::{Filter, Indexed};
 use super::resource::{self, group_from_json, group_to_json, user_from_json, user_to_json};
 use super::schemas;
 use super::ScimError;
+use crate::clock::now_ms;
 use crate::config::ScimConfig;
 use crate::directory::{rules, DirectoryError, Group, Member, ProvisionedVia, User};
-use crate::gateway::local::{LocalRequest, LocalResponse};
 use crate::gateway::Snapshot;
-use crate::session::now_ms;
+use crate::web::{LocalRequest, LocalResponse};
 use crate::webhook::event::{EventType, Source};
 use crate::webhook::outbox::{Emit, OutboxEvent};
 
@@ -175,7 +175,7 @@ pub async fn handle(app: &Snapshot, scim: &Scim, req: &LocalRequest) -> LocalRes
         }
     };
     let entry = super::log::LogEntry {
-        time_ms: crate::session::now_ms(),
+        time_ms: crate::clock::now_ms(),
         client,
         method: req.method.to_string(),
         path: log_target(&req.path, req.query.as_deref()),

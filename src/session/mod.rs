@@ -12,7 +12,7 @@ pub mod cookie;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,15 +20,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Minted, Principal};
-use crate::store::{StoreError, StoreResult};
+pub use crate::saml::slo::SsoLink;
+use crate::store_error::{StoreError, StoreResult};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// The secret session id as it travels in the cookie (base64url, 32 bytes).
 #[derive(Clone, PartialEq, Eq)]
@@ -103,20 +98,6 @@ pub struct SessionRecord {
     /// The IdP session this one belongs to, for single logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sso: Option<SsoLink>,
-}
-
-/// What single logout needs to name an IdP session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SsoLink {
-    pub idp: String,
-    pub name_id: String,
-    #[serde(default)]
-    pub name_id_format: Option<String>,
-    #[serde(default)]
-    pub session_index: Option<String>,
-    /// Groups the IdP asserted at sign-in (kept when the directory changes).
-    #[serde(default)]
-    pub asserted_groups: Vec<String>,
 }
 
 impl SessionRecord {

@@ -46,12 +46,12 @@ use serde::Serialize;
 use super::embedded::EmbeddedStore;
 use super::embedded_rank::{self, BUCKETS};
 use super::{StoreError, StoreResult};
+use crate::clock::now_ms;
 use crate::directory::rules::{self, GroupKeys, UserKeys};
 use crate::directory::{
     DirectoryError, DirectoryResult, DirectoryStore, Group, GroupRef, Member, MembershipChange,
     Page, User,
 };
-use crate::session::now_ms;
 use crate::webhook::outbox::Emit;
 
 type Pair = (&'static str, &'static str);

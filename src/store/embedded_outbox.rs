@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::embedded::EmbeddedStore;
 use super::{StoreError, StoreResult};
-use crate::session::now_ms;
+use crate::clock::now_ms;
 use crate::webhook::outbox::{
     DeadLetter, Delivery, Emit, OutboxEvent, OutboxStore, Outcome, TargetStatus,
 };

@@ -34,19 +34,7 @@ pub trait Backend:
     fn kind(&self) -> &'static str;
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("embedded store: {0}")]
-    Embedded(String),
-    #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
-    #[error("store task failed: {0}")]
-    Task(String),
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
+pub use crate::store_error::{StoreError, StoreResult};
 
 /// Opens the configured backend. Must run inside a tokio runtime that lives
 /// as long as the process (Redis connection drivers are spawned on it).

@@ -51,12 +51,12 @@ use serde::Serialize;
 
 use super::redis::RedisStore;
 use super::{StoreError, StoreResult};
+use crate::clock::now_ms;
 use crate::directory::rules::{self, GroupKeys, UserKeys};
 use crate::directory::{
     DirectoryError, DirectoryResult, DirectoryStore, Group, GroupRef, Member, MembershipChange,
     Page, User,
 };
-use crate::session::now_ms;
 use crate::webhook::outbox::Emit;
 
 /// How many times a user write is retried when another writer changed the

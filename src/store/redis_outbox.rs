@@ -35,8 +35,8 @@ use serde_json::json;
 
 use super::redis::RedisStore;
 use super::{StoreError, StoreResult};
+use crate::clock::now_ms;
 use crate::directory::Group;
-use crate::session::now_ms;
 use crate::webhook::outbox::{
     DeadLetter, Delivery, Emit, OutboxEvent, OutboxStore, Outcome, TargetStatus,
 };

@@ -11,13 +11,7 @@ use super::{StoreError, StoreResult};
 
 pub(super) const SCIM_LOG_TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("scim_log");
 
-#[async_trait]
-pub trait ScimLogStore: Send + Sync {
-    /// Appends an entry and drops the oldest beyond `keep`.
-    async fn append_scim_log(&self, entry: &[u8], keep: usize) -> StoreResult<()>;
-    /// The newest `limit` entries, newest first.
-    async fn recent_scim_log(&self, limit: usize) -> StoreResult<Vec<Vec<u8>>>;
-}
+pub use crate::scim::log::ScimLogStore;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Embedded(e.to_string())

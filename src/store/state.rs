@@ -12,37 +12,7 @@ use super::embedded::EmbeddedStore;
 use super::redis::RedisStore;
 use super::{StoreError, StoreResult};
 
-/// Namespaced, expiring, single-use values.
-#[async_trait]
-pub trait StateStore: Send + Sync {
-    /// Stores `value` under `ns`/`key` for `ttl` unless a live value is
-    /// already there. Returns false if it was (e.g. a replayed assertion).
-    async fn put_state_once(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> StoreResult<bool>;
-    /// Removes and returns the live value, atomically: of two concurrent
-    /// takes, only one gets it.
-    async fn take_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Reads a live value without taking it.
-    async fn peek_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>>;
-    /// Deletes expired entries (backends without native expiry).
-    async fn purge_expired_state(&self, now_ms: u64) -> StoreResult<usize>;
-    /// Counts one hit in a fixed window shared by every replica (the window
-    /// starts at its first hit): `Some((hits so far, time until it resets))`,
-    /// or `None` when the backend serves one process, where an in-process
-    /// count is exact and costs no write.
-    async fn window_hit(
-        &self,
-        _key: &str,
-        _window: Duration,
-    ) -> StoreResult<Option<(u64, Duration)>> {
-        Ok(None)
-    }
-}
+pub use crate::ephemeral::StateStore;
 
 pub(super) const STATE_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const STATE: TableDefinition<&str, &[u8]> = STATE_TABLE;
@@ -74,7 +44,7 @@ impl StateStore for EmbeddedStore {
         ttl: Duration,
     ) -> StoreResult<bool> {
         let k = state_key(ns, key);
-        let now = crate::session::now_ms();
+        let now = crate::clock::now_ms();
         let mut stored = (now + ttl.as_millis() as u64).to_be_bytes().to_vec();
         stored.extend_from_slice(value);
         self.blocking(move |db| {
@@ -100,7 +70,7 @@ impl StateStore for EmbeddedStore {
 
     async fn take_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let k = state_key(ns, key);
-        let now = crate::session::now_ms();
+        let now = crate::clock::now_ms();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(err)?;
             let taken = {
@@ -119,7 +89,7 @@ impl StateStore for EmbeddedStore {
 
     async fn peek_state(&self, ns: &str, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let k = state_key(ns, key);
-        let now = crate::session::now_ms();
+        let now = crate::clock::now_ms();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(err)?;
             let t = txn.open_table(STATE).map_err(err)?;

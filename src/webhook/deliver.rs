@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 
+use super::outbox::OutboxStore;
 use super::outbox::{backoff, Delivery, Outcome};
 use super::{Target, Webhooks};
-use crate::session::now_ms;
-use crate::store::Backend;
+use crate::clock::now_ms;
 
 /// How long one claim waits for work before looping (and refreshing gauges).
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
@@ -47,7 +47,7 @@ impl Workers {
     }
 
     /// Makes the running workers match `hooks` (none configured: none run).
-    pub fn reconcile(&self, hooks: Option<Arc<Webhooks>>, store: Arc<dyn Backend>) {
+    pub fn reconcile(&self, hooks: Option<Arc<Webhooks>>, store: Arc<dyn OutboxStore>) {
         let mut running = self.running.lock();
         let wanted: HashMap<&str, &Arc<Target>> = hooks
             .iter()
@@ -85,11 +85,11 @@ impl Workers {
 
 /// Starts a worker per target on the current runtime (for a fixed target
 /// set; the gateway uses `Workers`, which can re-point them).
-pub fn spawn_workers(hooks: Arc<Webhooks>, store: Arc<dyn Backend>) {
+pub fn spawn_workers(hooks: Arc<Webhooks>, store: Arc<dyn OutboxStore>) {
     Workers::new(tokio::runtime::Handle::current()).reconcile(Some(hooks), store);
 }
 
-async fn run_target(mut assignment: watch::Receiver<Assignment>, store: Arc<dyn Backend>) {
+async fn run_target(mut assignment: watch::Receiver<Assignment>, store: Arc<dyn OutboxStore>) {
     let Some((mut hooks, mut target)) = assignment.borrow_and_update().clone() else {
         return;
     };
@@ -165,7 +165,7 @@ async fn run_target(mut assignment: watch::Receiver<Assignment>, store: Arc<dyn 
 }
 
 /// One attempt and its bookkeeping.
-async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn Backend, d: Delivery) {
+async fn attempt(hooks: &Webhooks, target: &Target, store: &dyn OutboxStore, d: Delivery) {
     let started = std::time::Instant::now();
     let r = hooks.send(target, &d.event).await;
     let outcome = match r {
@@ -225,7 +225,7 @@ fn outcome_of_failure(target: &Target, d: &Delivery, error: String) -> Outcome {
     }
 }
 
-async fn refresh_gauges(store: &dyn Backend, name: &str) {
+async fn refresh_gauges(store: &dyn OutboxStore, name: &str) {
     if let Ok(list) = store.status(&[name.to_string()]).await {
         for s in list {
             crate::telemetry::WEBHOOK_PENDING

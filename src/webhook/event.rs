@@ -97,7 +97,7 @@ impl Event {
         Self {
             id: format!("evt_{id}"),
             kind,
-            timestamp: crate::directory::rfc3339(crate::session::now_ms()),
+            timestamp: crate::clock::rfc3339(crate::clock::now_ms()),
             tenant: tenant.to_string(),
             source,
             actor: actor.to_string(),

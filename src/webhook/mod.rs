@@ -33,7 +33,7 @@ use signing::Secret;
 /// rejecting an older event) must not block a deactivation or a deletion,
 /// so past the wait the event goes out anyway, and the receiver's
 /// `meta.version` check orders the two.
-async fn wait_for_lane(store: &dyn crate::store::Backend, t: &Target, lane: &str) {
+async fn wait_for_lane(store: &dyn outbox::OutboxStore, t: &Target, lane: &str) {
     let deadline = tokio::time::Instant::now() + t.cfg.timeout.get();
     loop {
         let waiting = store.lane_len(t.name(), lane).await;
@@ -239,7 +239,7 @@ impl Webhooks {
     /// caller must not write.
     pub async fn prepare(
         &self,
-        store: &dyn crate::store::Backend,
+        store: &dyn outbox::OutboxStore,
         events: Vec<OutboxEvent>,
     ) -> Result<Emit, Refusal> {
         let mut emit = Emit::none();
@@ -295,7 +295,7 @@ impl Webhooks {
     /// One signed POST of `ev` to `t`. Ok on 2xx.
     pub async fn send(&self, t: &Target, ev: &OutboxEvent) -> Result<(), AttemptError> {
         let body = ev.render(&self.scim_base).body();
-        let ts = crate::session::now_ms() / 1000;
+        let ts = crate::clock::now_ms() / 1000;
         let sig = signing::signature_header(&t.secrets, &ev.id, ts, &body)
             .map_err(|e| AttemptError::local(e.to_string()))?;
         let resp = self

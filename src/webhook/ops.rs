@@ -6,10 +6,12 @@
 use serde_json::{json, Value};
 
 use super::event::{EventType, Source};
+use super::outbox::OutboxStore;
 use super::outbox::{Emit, OutboxEvent};
 use super::Webhooks;
 use crate::config::Config;
-use crate::store::{Backend, StoreError};
+use crate::directory::DirectoryStore;
+use crate::store_error::StoreError;
 
 /// Events appended per store write during a backfill.
 const BACKFILL_CHUNK: usize = 200;
@@ -27,7 +29,7 @@ pub enum OpsError {
 /// Every tenant the config can put users in: SCIM clients', IdPs', the
 /// default one.
 pub fn known_tenants(cfg: &Config) -> Vec<String> {
-    let mut out = vec![crate::saml::web::DEFAULT_TENANT.to_string()];
+    let mut out = vec![crate::directory::DEFAULT_TENANT.to_string()];
     if let Some(s) = &cfg.scim {
         out.extend(s.client.iter().map(|c| c.tenant.clone()));
     }
@@ -47,7 +49,10 @@ fn chosen(hooks: &Webhooks, target: Option<&str>) -> Result<Vec<String>, OpsErro
     }
 }
 
-pub async fn status(hooks: &Webhooks, store: &dyn Backend) -> Result<Value, OpsError> {
+pub async fn status<S: OutboxStore + DirectoryStore + ?Sized>(
+    hooks: &Webhooks,
+    store: &S,
+) -> Result<Value, OpsError> {
     let list = store.status(&hooks.names()).await?;
     let targets: Vec<Value> = list
         .into_iter()
@@ -70,9 +75,9 @@ pub async fn status(hooks: &Webhooks, store: &dyn Backend) -> Result<Value, OpsE
     Ok(json!({ "targets": targets }))
 }
 
-pub async fn dead_letters(
+pub async fn dead_letters<S: OutboxStore + DirectoryStore + ?Sized>(
     hooks: &Webhooks,
-    store: &dyn Backend,
+    store: &S,
     target: Option<&str>,
 ) -> Result<Value, OpsError> {
     let list = store.dead_letters(&chosen(hooks, target)?).await?;
@@ -80,9 +85,9 @@ pub async fn dead_letters(
 }
 
 /// Re-queues dead letters (all targets unless one is named).
-pub async fn replay(
+pub async fn replay<S: OutboxStore + DirectoryStore + ?Sized>(
     hooks: &Webhooks,
-    store: &dyn Backend,
+    store: &S,
     target: Option<&str>,
     ids: &[String],
     since_ms: Option<u64>,
@@ -99,9 +104,9 @@ pub async fn replay(
 }
 
 /// Drops dead letters for good (all targets unless one is named).
-pub async fn discard(
+pub async fn discard<S: OutboxStore + DirectoryStore + ?Sized>(
     hooks: &Webhooks,
-    store: &dyn Backend,
+    store: &S,
     target: Option<&str>,
     ids: &[String],
     before_ms: Option<u64>,
@@ -119,10 +124,10 @@ pub async fn discard(
 
 /// Queues the whole directory (every tenant the target accepts) for one
 /// target: users first, then groups with their members, as `*.created`.
-pub async fn backfill(
+pub async fn backfill<S: OutboxStore + DirectoryStore + ?Sized>(
     cfg: &Config,
     hooks: &Webhooks,
-    store: &dyn Backend,
+    store: &S,
     target: &str,
 ) -> Result<usize, OpsError> {
     let t = hooks
@@ -176,7 +181,11 @@ pub struct Revoked<'a> {
 }
 
 /// Queues `session.revoked` for the targets that asked for it.
-pub async fn session_revoked(hooks: &Webhooks, store: &dyn Backend, r: Revoked<'_>) {
+pub async fn session_revoked<S: OutboxStore + DirectoryStore + ?Sized>(
+    hooks: &Webhooks,
+    store: &S,
+    r: Revoked<'_>,
+) {
     let mut ev = OutboxEvent::new(EventType::SessionRevoked, r.tenant, r.source, r.actor);
     ev.extra = Some(json!({
         "user_id": r.user_id,

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::event::{Event, EventType, Source};
 use crate::directory::{Group, User};
-use crate::store::StoreResult;
+use crate::store_error::StoreResult;
 
 /// An event as the outbox keeps it: everything needed to render the body,
 /// and the record snapshot taken inside the write.
@@ -65,7 +65,7 @@ impl OutboxEvent {
         Self {
             id: proto.id,
             kind,
-            at_ms: crate::session::now_ms(),
+            at_ms: crate::clock::now_ms(),
             tenant: tenant.to_string(),
             source,
             actor: actor.to_string(),
@@ -157,7 +157,7 @@ impl OutboxEvent {
         Event {
             id: self.id.clone(),
             kind: self.kind,
-            timestamp: crate::directory::rfc3339(self.at_ms),
+            timestamp: crate::clock::rfc3339(self.at_ms),
             tenant: self.tenant.clone(),
             source: self.source,
             actor: self.actor.clone(),

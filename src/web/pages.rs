@@ -2,21 +2,7 @@
 //! sign-out, and the sign-in placeholder. Small, accessible, no JavaScript,
 //! every interpolated value escaped.
 
-/// Escapes text for HTML element and attribute content.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use crate::html::escape;
 
 const STYLE: &str = "body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;\
 background:#f4f5f7;color:#1f2933}main{max-width:28rem;margin:12vh auto;padding:2rem 2.25rem;background:#fff;\

@@ -72,3 +72,13 @@ impl ResolvesServerCert for SingleCert {
         Some(self.0.clone())
     }
 }
+
+/// `[server.tls]`: the certificate and key load and match, checked the way
+/// the listener will load them.
+pub fn validate_config(cfg: &crate::config::Config, p: &mut Vec<crate::config::Problem>) {
+    if let Some(tls) = &cfg.server.tls {
+        if let Err(e) = load_certified_key(&tls.cert, &tls.key) {
+            p.push(crate::config::Problem::new(e.key(), e.to_string()));
+        }
+    }
+}
