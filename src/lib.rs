@@ -4,6 +4,7 @@
 //! below owns one concern and says in its first paragraph what it refuses to
 //! know about.
 
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod directory;
@@ -12,6 +13,7 @@ pub mod gateway;
 pub mod html;
 pub mod identity;
 pub mod policy;
+pub mod provisioning;
 pub mod saml;
 pub mod scim;
 pub mod secret;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::idp::{Idp, Registry};
 use super::response::{inspect, verify, Login};
 use super::SamlError;
-use crate::gateway::Snapshot;
+use crate::app::Snapshot;
 use crate::html::escape;
 use crate::identity::Principal;
 use crate::session::cookie;
@@ -778,7 +778,7 @@ async fn resolve_principal(
         }
         None if !idp.jit.enabled => return Err(SamlError::NotProvisioned(user_name)),
         // Deleted by SCIM: JIT must not bring the user back.
-        None if crate::gateway::identity_sync::is_deprovisioned(app, &tenant, &user_name)
+        None if crate::provisioning::is_deprovisioned(&app.provisioning(), &tenant, &user_name)
             .await
             .map_err(SamlError::Store)? =>
         {
@@ -830,15 +830,18 @@ async fn resolve_principal(
         .into_iter()
         .map(|g| g.display_name)
         .collect();
-    let src = crate::gateway::identity_sync::Sources {
+    let src = crate::provisioning::Sources {
         directory_groups: &dir_groups,
         asserted_groups: &login.groups,
         idp: Some(idp.id.clone()),
         fallback_email: login.email.clone(),
         default_role: &idp.jit.default_role,
     };
-    Ok(crate::gateway::identity_sync::compose(
-        app, &tenant, &user, src,
+    Ok(crate::provisioning::compose(
+        &app.provisioning(),
+        &tenant,
+        &user,
+        src,
     ))
 }
 

@@ -15,6 +15,7 @@ mod properties;
 pub mod resource;
 pub mod schemas;
 pub mod server;
+pub mod settings;
 
 pub use error::ScimError;
 

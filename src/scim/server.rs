@@ -4,133 +4,23 @@
 //! a `LocalRequest` and return a `LocalResponse`; filters, PATCH and the
 //! JSON mapping are the pure cores in the sibling modules.
 
-use std::collections::BTreeMap;
-
 #[cfg(test)]
 use serde_json::json;
 use serde_json::Value;
 
 use super::attrs::ResourceKind;
-use super::auth::{Client, Clients};
+use super::auth::Client;
 use super::filter::{Filter, Indexed};
 use super::resource::{self, group_from_json, group_to_json, user_from_json, user_to_json};
 use super::schemas;
+pub use super::settings::Scim;
 use super::ScimError;
+use crate::app::Snapshot;
 use crate::clock::now_ms;
-use crate::config::ScimConfig;
 use crate::directory::{rules, DirectoryError, Group, Member, ProvisionedVia, User};
-use crate::gateway::Snapshot;
 use crate::web::{LocalRequest, LocalResponse};
 use crate::webhook::event::{EventType, Source};
 use crate::webhook::outbox::{Emit, OutboxEvent};
-
-/// The compiled `[scim]` section.
-pub struct Scim {
-    pub base_path: String,
-    pub log_retention: usize,
-    pub clients: Clients,
-    pub group_roles: BTreeMap<String, String>,
-}
-
-impl Scim {
-    pub fn from_config(cfg: &ScimConfig) -> Result<Self, (String, String)> {
-        let base = cfg.base_path.trim_end_matches('/').to_string();
-        if !base.starts_with('/') || base.len() < 2 || base.contains("//") {
-            return Err((
-                "scim.base_path".into(),
-                "must be an absolute path such as \"/scim/v2\"".into(),
-            ));
-        }
-        if cfg.log_retention == 0 || cfg.log_retention > 1_000_000 {
-            return Err((
-                "scim.log_retention".into(),
-                "must be between 1 and 1000000".into(),
-            ));
-        }
-        Ok(Self {
-            base_path: base,
-            log_retention: cfg.log_retention,
-            clients: Clients::from_config(cfg)?,
-            group_roles: cfg.group_roles.clone(),
-        })
-    }
-
-    /// Is `path` (normalized) a SCIM endpoint?
-    pub fn owns(&self, path: &str) -> bool {
-        path == self.base_path
-            || (path.starts_with(&self.base_path)
-                && path.as_bytes().get(self.base_path.len()) == Some(&b'/'))
-    }
-
-    /// Roles for a user in `groups`: every mapped group's role, else `default`.
-    pub fn roles_for(
-        &self,
-        client_roles: Option<&BTreeMap<String, String>>,
-        groups: &[String],
-        default: &str,
-    ) -> Vec<String> {
-        let maps = client_roles
-            .into_iter()
-            .chain(std::iter::once(&self.group_roles));
-        roles_from(maps, groups, default)
-    }
-
-    /// Roles for a user of `tenant` (provisioned by `client`, if any) in
-    /// `groups`, which must be groups of that tenant. The mappings that
-    /// apply are the tenant's own, first match wins: the user's client's
-    /// `group_roles`, then those of the tenant's other clients, then
-    /// `[scim.group_roles]`. A client of another tenant never maps a role
-    /// here, whatever its groups are called.
-    pub fn tenant_roles(
-        &self,
-        tenant: &str,
-        client: Option<&str>,
-        groups: &[String],
-        default: &str,
-    ) -> Vec<String> {
-        let of_tenant = |c: &&Client| c.cfg.tenant == tenant;
-        let own = self
-            .clients
-            .0
-            .iter()
-            .filter(of_tenant)
-            .filter(|c| Some(c.cfg.name.as_str()) == client);
-        let others = self
-            .clients
-            .0
-            .iter()
-            .filter(of_tenant)
-            .filter(|c| Some(c.cfg.name.as_str()) != client);
-        let maps = own
-            .chain(others)
-            .map(|c| &c.cfg.group_roles)
-            .chain(std::iter::once(&self.group_roles));
-        roles_from(maps, groups, default)
-    }
-}
-
-/// Every group's role from the first map in `maps` that names the group
-/// (case-insensitively), sorted and deduplicated; `default` when none maps.
-fn roles_from<'a>(
-    maps: impl Iterator<Item = &'a BTreeMap<String, String>> + Clone,
-    groups: &[String],
-    default: &str,
-) -> Vec<String> {
-    let mut roles: Vec<String> = groups
-        .iter()
-        .filter_map(|g| {
-            maps.clone()
-                .find_map(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(g)))
-                .map(|(_, r)| r.clone())
-        })
-        .collect();
-    roles.sort();
-    roles.dedup();
-    if roles.is_empty() {
-        roles.push(default.to_string());
-    }
-    roles
-}
 
 fn respond(status: u16, body: &Value) -> LocalResponse {
     LocalResponse::new(status, "application/scim+json", body.to_string())
@@ -955,9 +845,13 @@ impl Ctx<'_> {
         // Validated before anything is written: a refused userName must not
         // clear the marker of the one it folds onto.
         let after = rules::new_user(self.tenant(), u.clone(), now_ms()).map_err(dir_error)?;
-        crate::gateway::identity_sync::clear_deprovisioned(self.app, self.tenant(), &u.user_name)
-            .await
-            .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
+        crate::provisioning::clear_deprovisioned(
+            &self.app.provisioning(),
+            self.tenant(),
+            &u.user_name,
+        )
+        .await
+        .map_err(|e| ScimError::new(503, None, format!("store unavailable: {e}")))?;
         let emit = self
             .outbox(vec![self.event(EventType::UserCreated).with_user(&after)])
             .await?;
@@ -1079,7 +973,8 @@ impl Ctx<'_> {
     /// Signed-in members of a change get their new identity on their next request.
     async fn refresh(&self, user_ids: &[String]) {
         for id in user_ids {
-            match crate::gateway::identity_sync::refresh_sessions(self.app, self.tenant(), id).await
+            match crate::provisioning::refresh_sessions(&self.app.provisioning(), self.tenant(), id)
+                .await
             {
                 Ok(0) => {}
                 Ok(n) => {
@@ -1169,8 +1064,8 @@ impl Ctx<'_> {
         }
         self.revoke(&current.id, &current.user_name, "deleted")
             .await;
-        if let Err(e) = crate::gateway::identity_sync::mark_deprovisioned(
-            self.app,
+        if let Err(e) = crate::provisioning::mark_deprovisioned(
+            &self.app.provisioning(),
             self.tenant(),
             &current.user_name,
         )
@@ -1476,6 +1371,8 @@ pub const MAX_URL_LEN: usize = 8 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ScimConfig;
+    use std::collections::BTreeMap;
 
     #[test]
     fn group_roles_map_case_insensitively_with_a_default() {

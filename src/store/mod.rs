@@ -26,6 +26,7 @@ pub trait Backend:
     + scim_log::ScimLogStore
     + crate::directory::DirectoryStore
     + crate::webhook::outbox::OutboxStore
+    + crate::provisioning::ProvisioningStore
     + Send
     + Sync
     + 'static

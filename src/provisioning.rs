@@ -9,11 +9,29 @@
 //! groups, and to IdP-asserted groups only when that IdP sets
 //! `asserted_groups_map_roles` (an IdP names its groups as it likes).
 
-use super::Snapshot;
+use crate::directory::trust::Trust;
+use crate::directory::DirectoryStore;
 use crate::directory::{DirectoryError, User};
+use crate::ephemeral::StateStore;
 use crate::identity::Principal;
+use crate::scim::settings::Scim;
+use crate::session::Sessions;
 
 /// Role of users without a mapped group or an explicit role.
+/// What provisioning reads and writes: the directory, and the markers of
+/// users SCIM deprovisioned. Every store backend has both.
+pub trait ProvisioningStore: DirectoryStore + StateStore {}
+impl<T: DirectoryStore + StateStore + ?Sized> ProvisioningStore for T {}
+
+/// The services and snapshot parts provisioning works with, borrowed for
+/// one request.
+pub struct Provisioning<'a> {
+    pub store: &'a dyn ProvisioningStore,
+    pub sessions: &'a Sessions,
+    pub trust: &'a Trust,
+    pub scim: Option<&'a Scim>,
+}
+
 pub const FALLBACK_ROLE: &str = "member";
 
 /// Where a principal's facts come from besides the directory user.
@@ -30,7 +48,7 @@ pub struct Sources<'a> {
 
 /// The principal for `user`: directory groups ∪ asserted groups, roles
 /// from the tenant's group mapping (else the user's role).
-pub fn compose(app: &Snapshot, tenant: &str, user: &User, src: Sources<'_>) -> Principal {
+pub fn compose(p: &Provisioning<'_>, tenant: &str, user: &User, src: Sources<'_>) -> Principal {
     let Sources {
         directory_groups,
         asserted_groups,
@@ -49,7 +67,7 @@ pub fn compose(app: &Snapshot, tenant: &str, user: &User, src: Sources<'_>) -> P
     // if the operator says so for that IdP.
     let role_groups: &[String] = if idp
         .as_deref()
-        .is_some_and(|i| app.trust.asserted_groups_map_roles(i))
+        .is_some_and(|i| p.trust.asserted_groups_map_roles(i))
     {
         &groups
     } else {
@@ -60,7 +78,7 @@ pub fn compose(app: &Snapshot, tenant: &str, user: &User, src: Sources<'_>) -> P
     } else {
         user.role.clone()
     };
-    let roles = match &app.scim {
+    let roles = match p.scim {
         Some(scim) => {
             scim.tenant_roles(tenant, user.scim_client.as_deref(), role_groups, &base_role)
         }
@@ -85,12 +103,11 @@ pub fn compose(app: &Snapshot, tenant: &str, user: &User, src: Sources<'_>) -> P
 /// Re-derives the identity of every session of a directory user. Inactive
 /// or deleted users are left alone (their sessions are revoked elsewhere).
 pub async fn refresh_sessions(
-    app: &Snapshot,
+    p: &Provisioning<'_>,
     tenant: &str,
     user_id: &str,
 ) -> Result<usize, String> {
-    let user = app
-        .rt
+    let user = p
         .store
         .get_user(tenant, user_id)
         .await
@@ -98,8 +115,7 @@ pub async fn refresh_sessions(
     let Some(user) = user.filter(|u| u.active && !u.deleted) else {
         return Ok(0);
     };
-    let dir_groups: Vec<String> = app
-        .rt
+    let dir_groups: Vec<String> = p
         .store
         .groups_of_user(tenant, &user.id)
         .await
@@ -107,8 +123,7 @@ pub async fn refresh_sessions(
         .into_iter()
         .map(|g| g.display_name)
         .collect();
-    app.rt
-        .sessions
+    p.sessions
         .refresh_user(&user.id, |rec| {
             let asserted = rec
                 .sso
@@ -125,7 +140,7 @@ pub async fn refresh_sessions(
                 fallback_email: rec.principal.email.clone(),
                 default_role: &role,
             };
-            compose(app, tenant, &user, src)
+            compose(p, tenant, &user, src)
         })
         .await
         .map_err(|e| e.to_string())
@@ -143,19 +158,17 @@ fn marker_key(tenant: &str, user_name: &str) -> String {
 
 /// Remembers that SCIM deprovisioned `user_name` in `tenant`.
 pub async fn mark_deprovisioned(
-    app: &Snapshot,
+    p: &Provisioning<'_>,
     tenant: &str,
     user_name: &str,
 ) -> Result<(), String> {
     let key = marker_key(tenant, user_name);
     // Replace any older marker: take, then put.
-    app.rt
-        .store
+    p.store
         .take_state(DEPROVISIONED, &key)
         .await
         .map_err(|e| e.to_string())?;
-    app.rt
-        .store
+    p.store
         .put_state_once(DEPROVISIONED, &key, b"1", DEPROVISIONED_TTL)
         .await
         .map_err(|e| e.to_string())?;
@@ -164,12 +177,11 @@ pub async fn mark_deprovisioned(
 
 /// Clears the marker when SCIM provisions the userName again.
 pub async fn clear_deprovisioned(
-    app: &Snapshot,
+    p: &Provisioning<'_>,
     tenant: &str,
     user_name: &str,
 ) -> Result<(), String> {
-    app.rt
-        .store
+    p.store
         .take_state(DEPROVISIONED, &marker_key(tenant, user_name))
         .await
         .map(|_| ())
@@ -178,12 +190,11 @@ pub async fn clear_deprovisioned(
 
 /// Was `user_name` deprovisioned by SCIM (and not provisioned since)?
 pub async fn is_deprovisioned(
-    app: &Snapshot,
+    p: &Provisioning<'_>,
     tenant: &str,
     user_name: &str,
 ) -> Result<bool, String> {
-    app.rt
-        .store
+    p.store
         .peek_state(DEPROVISIONED, &marker_key(tenant, user_name))
         .await
         .map(|v| v.is_some())
