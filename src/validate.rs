@@ -10,6 +10,7 @@ use crate::config::{Config, ConfigError, Problem};
 pub fn validate(cfg: &Config) -> Vec<Problem> {
     let mut p = cfg.validate_sections();
     crate::tls::validate_config(cfg, &mut p);
+    crate::identity::validate_config(cfg, &mut p);
     crate::policy::validate_config(cfg, &mut p);
     if let Some(saml) = &cfg.saml {
         crate::saml::validate_config(cfg, saml, &mut p);

@@ -1114,47 +1114,6 @@ impl Config {
                 ));
             }
         }
-        let generating = id.generate_if_missing && !id.signing_key.exists();
-        if generating {
-            let parent = id
-                .signing_key
-                .parent()
-                .filter(|x| !x.as_os_str().is_empty());
-            if parent.is_some_and(|d| !d.exists() && std::fs::create_dir_all(d).is_err()) {
-                p.push(Problem::new(
-                    "identity.signing_key",
-                    format!("cannot create directory for {}", id.signing_key.display()),
-                ));
-            }
-        }
-        let mut paths: Vec<(String, &PathBuf)> = Vec::new();
-        if !generating {
-            paths.push(("identity.signing_key".into(), &id.signing_key));
-        }
-        for (i, k) in id.additional_keys.iter().enumerate() {
-            paths.push((format!("identity.additional_keys[{i}]"), k));
-        }
-        for (key, path) in paths {
-            match crate::identity::keys::SigningKey::from_pem_file(path) {
-                Ok(k) => {
-                    if key == "identity.signing_key" {
-                        if let Some(want) = id.algorithm {
-                            if k.algorithm() != want {
-                                p.push(Problem::new(
-                                    "identity.algorithm",
-                                    format!(
-                                        "is {want} but {} holds a {} key",
-                                        path.display(),
-                                        k.algorithm()
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                }
-                Err(e) => p.push(Problem::new(key, e.to_string())),
-            }
-        }
     }
 
     /// True when browsers reach the gateway over https (directly or through a

@@ -18,7 +18,7 @@
 //! Every write is atomic (one redb transaction, one Redis Lua script): a
 //! record and its indexes are never seen half-written.
 
-mod model;
+pub mod model;
 pub(crate) mod rules;
 pub mod trust;
 

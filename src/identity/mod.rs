@@ -7,6 +7,7 @@
 pub mod keys;
 mod principal;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use serde::Serialize;
 
 pub use principal::Principal;
 
-use crate::config::Config;
+use crate::config::{Config, Problem};
 use keys::{jwt_algorithm, Keyset};
 
 /// A JWT is re-minted when it has less than this left.
@@ -182,6 +183,54 @@ impl Minter {
             headers,
             refresh_after_ms: exp_ms.saturating_sub(REMINT_BEFORE.as_millis() as u64),
         })
+    }
+}
+
+/// `[identity]` keys: each configured key file loads (or, with
+/// `generate_if_missing`, can be created) and the signing key has the
+/// configured algorithm. `config` checks the rest of the section.
+pub fn validate_config(cfg: &Config, p: &mut Vec<Problem>) {
+    let id = &cfg.identity;
+    let generating = id.generate_if_missing && !id.signing_key.exists();
+    if generating {
+        let parent = id
+            .signing_key
+            .parent()
+            .filter(|x| !x.as_os_str().is_empty());
+        if parent.is_some_and(|d| !d.exists() && std::fs::create_dir_all(d).is_err()) {
+            p.push(Problem::new(
+                "identity.signing_key",
+                format!("cannot create directory for {}", id.signing_key.display()),
+            ));
+        }
+    }
+    let mut paths: Vec<(String, &PathBuf)> = Vec::new();
+    if !generating {
+        paths.push(("identity.signing_key".into(), &id.signing_key));
+    }
+    for (i, k) in id.additional_keys.iter().enumerate() {
+        paths.push((format!("identity.additional_keys[{i}]"), k));
+    }
+    for (key, path) in paths {
+        match keys::SigningKey::from_pem_file(path) {
+            Ok(k) => {
+                if key == "identity.signing_key" {
+                    if let Some(want) = id.algorithm {
+                        if k.algorithm() != want {
+                            p.push(Problem::new(
+                                "identity.algorithm",
+                                format!(
+                                    "is {want} but {} holds a {} key",
+                                    path.display(),
+                                    k.algorithm()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => p.push(Problem::new(key, e.to_string())),
+        }
     }
 }
 

@@ -147,12 +147,15 @@ fn patch_body() -> impl Strategy<Value = Value> {
 }
 
 /// The user as the server shows it, parsed back.
-fn reparsed(u: &crate::directory::User, absent_active: bool) -> crate::directory::User {
+fn reparsed(
+    u: &crate::directory::model::User,
+    absent_active: bool,
+) -> crate::directory::model::User {
     let shown = user_to_json(u, &[], "https://gw.example/scim/v2");
     user_from_json(&shown, absent_active).expect("what the server shows parses")
 }
 
-fn check_bounds(u: &crate::directory::User) {
+fn check_bounds(u: &crate::directory::model::User) {
     let shown = user_to_json(u, &[], "").to_string();
     assert!(!shown.contains("\\u0000"), "NUL stored: {shown}");
     fn walk(v: &Value) {

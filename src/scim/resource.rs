@@ -9,7 +9,9 @@ use serde_json::{json, Map, Value};
 
 use super::attrs::ResourceKind;
 use super::ScimError;
-use crate::directory::{Address, Enterprise, Group, GroupRef, Manager, MultiValue, Name, User};
+use crate::directory::model::{
+    Address, Enterprise, Group, GroupRef, Manager, MultiValue, Name, User,
+};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -55,7 +57,7 @@ fn multi_to_json(values: &[MultiValue]) -> Value {
     )
 }
 
-fn meta_json(kind: &str, location: String, meta: &crate::directory::Meta) -> Value {
+fn meta_json(kind: &str, location: String, meta: &crate::directory::model::Meta) -> Value {
     json!({
         "resourceType": kind,
         "created": meta.created_rfc3339(),
@@ -1036,7 +1038,7 @@ mod tests {
         let g = Group {
             id: "g1".into(),
             display_name: "Staff".into(),
-            members: vec![crate::directory::Member::user(&sample_user())],
+            members: vec![crate::directory::model::Member::user(&sample_user())],
             ..Group::default()
         };
         let v = group_to_json(&g, "https://gw/scim/v2");
